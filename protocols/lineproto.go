@@ -1,0 +1,379 @@
+package protocols
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+)
+
+// Precision is the unit of line-protocol timestamps.
+type Precision uint8
+
+// Timestamp precisions understood on the wire.
+const (
+	Nanosecond Precision = iota
+	Microsecond
+	Millisecond
+	Second
+)
+
+// ParsePrecision reads the precision names used by InfluxDB v1 and v2 write
+// APIs: "ns" (or "n", or empty), "us"/"u"/"µs", "ms", "s".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "", "ns", "n":
+		return Nanosecond, nil
+	case "us", "u", "µs":
+		return Microsecond, nil
+	case "ms":
+		return Millisecond, nil
+	case "s":
+		return Second, nil
+	}
+	return 0, fmt.Errorf("unknown precision %q (want ns, us, ms or s)", s)
+}
+
+// String returns the short name of the precision.
+func (p Precision) String() string {
+	return [...]string{"ns", "us", "ms", "s"}[p&3]
+}
+
+// Duration returns the length of one unit of the precision.
+func (p Precision) Duration() time.Duration {
+	return [...]time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, time.Second}[p&3]
+}
+
+func (p Precision) lp() lineprotocol.Precision {
+	return [...]lineprotocol.Precision{lineprotocol.Nanosecond, lineprotocol.Microsecond, lineprotocol.Millisecond, lineprotocol.Second}[p&3]
+}
+
+// LineError is a decoding error that names the 1-based line and column of
+// the offending byte in the input.
+type LineError struct {
+	Line   int
+	Column int
+	Text   string // the offending line, truncated to 200 bytes
+	Err    error
+}
+
+func (e *LineError) Error() string {
+	if e.Text != "" {
+		return fmt.Sprintf("line %d:%d: %v (in %q)", e.Line, e.Column, e.Err, e.Text)
+	}
+	return fmt.Sprintf("line %d:%d: %v", e.Line, e.Column, e.Err)
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
+
+// DecodeOptions tune Decode. The zero value decodes nanosecond timestamps and
+// stamps lines without a timestamp with the current time.
+type DecodeOptions struct {
+	Precision Precision
+	// Now stamps lines that carry no timestamp; zero means time.Now().
+	Now time.Time
+	// MaxErrors stops collecting errors after this many (the rest of the
+	// input is still decoded); zero means 100.
+	MaxErrors int
+}
+
+// DecodeErrors lists every bad line of an input; the good lines were still
+// delivered. It unwraps to each *LineError.
+type DecodeErrors struct {
+	Errs    []*LineError
+	Dropped int // errors beyond MaxErrors, counted only
+}
+
+func (e *DecodeErrors) Error() string {
+	if len(e.Errs) == 1 && e.Dropped == 0 {
+		return e.Errs[0].Error()
+	}
+	return fmt.Sprintf("%d bad lines, first: %v", len(e.Errs)+e.Dropped, e.Errs[0])
+}
+
+// Unwrap exposes each line error to errors.Is and errors.As.
+func (e *DecodeErrors) Unwrap() []error {
+	out := make([]error, len(e.Errs))
+	for i, le := range e.Errs {
+		out[i] = le
+	}
+	return out
+}
+
+// Decode parses line protocol and calls fn for each valid point, in input
+// order. A bad line does not stop decoding: it is reported in the returned
+// *DecodeErrors and the lines around it are still delivered, which is what a
+// partial write needs. If fn returns an error, Decode stops and returns it.
+// Points passed to fn own their memory.
+func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	maxErrs := opts.MaxErrors
+	if maxErrs <= 0 {
+		maxErrs = 100
+	}
+	prec := opts.Precision.lp()
+	dec := lineprotocol.NewDecoderWithBytes(data)
+	var errs DecodeErrors
+	var lines lineCounter
+	for dec.Next() {
+		p, lerr := decodeEntry(dec, prec, now, data, &lines)
+		if lerr != nil {
+			if len(errs.Errs) < maxErrs {
+				lerr.Text = lineText(data, lerr.Line)
+				errs.Errs = append(errs.Errs, lerr)
+			} else {
+				errs.Dropped++
+			}
+			continue
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	if len(errs.Errs) > 0 || errs.Dropped > 0 {
+		return &errs
+	}
+	return nil
+}
+
+// DecodeAll is Decode collecting the points into a slice.
+func DecodeAll(data []byte, opts DecodeOptions) ([]Point, error) {
+	var pts []Point
+	err := Decode(data, opts, func(p Point) error {
+		pts = append(pts, p)
+		return nil
+	})
+	return pts, err
+}
+
+// lineCounter maps byte offsets of data to 1-based line numbers. Offsets are
+// asked for in increasing order, so counting newlines stays O(len(data)).
+type lineCounter struct {
+	off  int // bytes counted so far
+	line int // line number at off, minus one
+	last int // line of the most recent entry located
+}
+
+// entryLine returns the physical line on which the entry whose measurement
+// is m starts. The library does not expose its position, but an unescaped
+// measurement is a sub-slice of data, which gives the offset exactly; an
+// escaped one lives in the decoder's scratch buffer, and then the line after
+// the previous located entry is the best answer.
+func (lc *lineCounter) entryLine(data, m []byte) int {
+	if len(m) == 0 || len(data) == 0 {
+		return lc.last + 1
+	}
+	off := cap(data) - cap(m)
+	if off < lc.off || off >= len(data) || &data[off] != &m[0] {
+		lc.last++
+		return lc.last
+	}
+	for _, c := range data[lc.off:off] {
+		if c == '\n' {
+			lc.line++
+		}
+	}
+	lc.off = off
+	lc.last = lc.line + 1
+	return lc.last
+}
+
+// decodeEntry reads one line. Errors from the library carry a position; the
+// errors raised here (duplicate keys, timestamps out of range) are placed at
+// column 1 of the entry's line.
+func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now time.Time, data []byte, lines *lineCounter) (Point, *LineError) {
+	var p Point
+	m, err := dec.Measurement()
+	if err != nil {
+		le := asLineError(err)
+		lines.last = le.Line
+		return p, le
+	}
+	line := lines.entryLine(data, m)
+	p.Measurement = string(m)
+	for {
+		k, v, err := dec.NextTag()
+		if err != nil {
+			return p, asLineError(err)
+		}
+		if k == nil {
+			break
+		}
+		p.Tags = append(p.Tags, Tag{Key: string(k), Value: string(v)})
+	}
+	for {
+		k, v, err := dec.NextField()
+		if err != nil {
+			return p, asLineError(err)
+		}
+		if k == nil {
+			break
+		}
+		var val Value
+		switch v.Kind() {
+		case lineprotocol.Float:
+			val = Float(v.FloatV())
+		case lineprotocol.Int:
+			val = Int(v.IntV())
+		case lineprotocol.Uint:
+			val = Uint(v.UintV())
+		case lineprotocol.Bool:
+			val = Bool(v.BoolV())
+		case lineprotocol.String:
+			val = String(v.StringV())
+		}
+		p.Fields = append(p.Fields, Field{Key: string(k), Value: val})
+	}
+	t, err := dec.Time(prec, now)
+	if err != nil {
+		le := asLineError(err)
+		if le.Line == 0 {
+			le.Line = line
+		}
+		return p, le
+	}
+	p.Time = t.UnixNano()
+	// The library accepts tags in any order and repeated keys; the model
+	// wants them sorted and unique.
+	p.SortTags()
+	if err := p.Validate(); err != nil {
+		return p, &LineError{Line: line, Column: 1, Err: err}
+	}
+	return p, nil
+}
+
+func asLineError(err error) *LineError {
+	var de *lineprotocol.DecodeError
+	if errors.As(err, &de) {
+		return &LineError{Line: int(de.Line), Column: de.Column, Err: de.Err}
+	}
+	return &LineError{Column: 1, Err: err}
+}
+
+// lineText returns the n-th (1-based) line of data, cut to 200 bytes.
+func lineText(data []byte, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	start := 0
+	for i := 1; i < n; i++ {
+		j := indexByte(data[start:], '\n')
+		if j < 0 {
+			return ""
+		}
+		start += j + 1
+	}
+	end := indexByte(data[start:], '\n')
+	if end < 0 {
+		end = len(data) - start
+	}
+	if end > 200 {
+		end = 200
+	}
+	return string(data[start : start+end])
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Encoder writes points as line protocol. The zero value writes nanosecond
+// timestamps. An Encoder is not safe for concurrent use; reuse one to avoid
+// allocations.
+type Encoder struct {
+	enc  lineprotocol.Encoder
+	prec Precision
+}
+
+// SetPrecision sets the unit of the timestamps written. Timestamps are
+// truncated toward zero to that unit.
+func (e *Encoder) SetPrecision(p Precision) {
+	e.prec = p
+	e.enc.SetPrecision(p.lp())
+}
+
+// Reset clears the output, keeping the buffer's capacity.
+func (e *Encoder) Reset() { e.enc.Reset() }
+
+// Bytes returns the encoded lines; the slice is valid until the next call.
+func (e *Encoder) Bytes() []byte { return e.enc.Bytes() }
+
+// Encode appends one point. A point that cannot be written (no fields, an
+// invalid key, NaN) is skipped and reported; the output stays well formed.
+func (e *Encoder) Encode(p *Point) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	e.enc.StartLine(p.Measurement)
+	for _, t := range p.Tags {
+		e.enc.AddTag(t.Key, t.Value)
+	}
+	for _, f := range p.Fields {
+		var v lineprotocol.Value
+		switch f.Value.kind {
+		case KindFloat:
+			v, _ = lineprotocol.FloatValue(f.Value.FloatV())
+		case KindInt:
+			v = lineprotocol.IntValue(f.Value.IntV())
+		case KindUint:
+			v = lineprotocol.UintValue(f.Value.UintV())
+		case KindBool:
+			v = lineprotocol.BoolValue(f.Value.BoolV())
+		case KindString:
+			var ok bool
+			if v, ok = lineprotocol.StringValue(f.Value.StringV()); !ok {
+				e.enc.EndLine(time.Unix(0, p.Time)) // finish the broken line so the next starts clean
+				e.dropLastLine()
+				return fmt.Errorf("point %q: field %q: string is not valid UTF-8", p.Measurement, f.Key)
+			}
+		}
+		e.enc.AddField(f.Key, v)
+	}
+	e.enc.EndLine(time.Unix(0, p.Time))
+	if err := e.enc.Err(); err != nil {
+		e.enc.ClearErr()
+		e.dropLastLine()
+		return err
+	}
+	return nil
+}
+
+// dropLastLine removes a partially written line after an error so the
+// buffer holds only complete lines.
+func (e *Encoder) dropLastLine() {
+	b := e.enc.Bytes()
+	n := len(b)
+	if n > 0 && b[n-1] == '\n' {
+		n--
+	}
+	for n > 0 && b[n-1] != '\n' {
+		n--
+	}
+	e.enc.ClearErr()
+	e.enc.SetBuffer(b[:n])
+}
+
+// AppendLines encodes pts at precision prec, appending to dst. Points that
+// cannot be encoded are skipped; the first such error is returned after the
+// rest were written.
+func AppendLines(dst []byte, pts []Point, prec Precision) ([]byte, error) {
+	var e Encoder
+	e.enc.SetBuffer(dst)
+	e.SetPrecision(prec)
+	var first error
+	for i := range pts {
+		if err := e.Encode(&pts[i]); err != nil && first == nil {
+			first = fmt.Errorf("point %d: %w", i, err)
+		}
+	}
+	return e.Bytes(), first
+}
