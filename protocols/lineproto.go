@@ -119,8 +119,9 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 	dec := lineprotocol.NewDecoderWithBytes(data)
 	var errs DecodeErrors
 	var lines lineCounter
+	st := newDecodeState()
 	for dec.Next() {
-		p, lerr := decodeEntry(dec, prec, now, data, &lines)
+		p, lerr := st.decodeEntry(dec, prec, now, data, &lines)
 		if lerr != nil {
 			if len(errs.Errs) < maxErrs {
 				lerr.Text = lineText(data, lerr.Line)
@@ -182,11 +183,63 @@ func (lc *lineCounter) entryLine(data, m []byte) int {
 	return lc.last
 }
 
+// decodeState amortises allocations over one Decode call: names that repeat
+// from line to line (measurements, tag and field keys, tag values such as
+// district names) are interned, and tag and field slices are carved out of
+// shared slabs with a capped capacity, so each point still owns its memory
+// (appending to one point's slice can never overwrite another's).
+type decodeState struct {
+	names  map[string]string
+	tags   []Tag
+	fields []Field
+	tslab  []Tag
+	fslab  []Field
+}
+
+func newDecodeState() *decodeState {
+	return &decodeState{names: make(map[string]string, 64)}
+}
+
+// intern returns a string equal to b, shared with earlier calls. The map is
+// bounded so that a batch of unique values cannot grow it without limit.
+func (st *decodeState) intern(b []byte) string {
+	if s, ok := st.names[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(st.names) < 4096 {
+		st.names[s] = s
+	}
+	return s
+}
+
+func (st *decodeState) carveTags(n int) []Tag {
+	if n == 0 {
+		return nil
+	}
+	if len(st.tslab) < n {
+		st.tslab = make([]Tag, max(256, n))
+	}
+	out := st.tslab[:n:n]
+	st.tslab = st.tslab[n:]
+	return out
+}
+
+func (st *decodeState) carveFields(n int) []Field {
+	if len(st.fslab) < n {
+		st.fslab = make([]Field, max(256, n))
+	}
+	out := st.fslab[:n:n]
+	st.fslab = st.fslab[n:]
+	return out
+}
+
 // decodeEntry reads one line. Errors from the library carry a position; the
 // errors raised here (duplicate keys, timestamps out of range) are placed at
 // column 1 of the entry's line.
-func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now time.Time, data []byte, lines *lineCounter) (Point, *LineError) {
+func (st *decodeState) decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now time.Time, data []byte, lines *lineCounter) (Point, *LineError) {
 	var p Point
+	st.tags, st.fields = st.tags[:0], st.fields[:0]
 	m, err := dec.Measurement()
 	if err != nil {
 		le := asLineError(err)
@@ -194,7 +247,7 @@ func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now tim
 		return p, le
 	}
 	line := lines.entryLine(data, m)
-	p.Measurement = string(m)
+	p.Measurement = st.intern(m)
 	for {
 		k, v, err := dec.NextTag()
 		if err != nil {
@@ -203,7 +256,7 @@ func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now tim
 		if k == nil {
 			break
 		}
-		p.Tags = append(p.Tags, Tag{Key: string(k), Value: string(v)})
+		st.tags = append(st.tags, Tag{Key: st.intern(k), Value: st.intern(v)})
 	}
 	for {
 		k, v, err := dec.NextField()
@@ -226,7 +279,7 @@ func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now tim
 		case lineprotocol.String:
 			val = String(v.StringV())
 		}
-		p.Fields = append(p.Fields, Field{Key: string(k), Value: val})
+		st.fields = append(st.fields, Field{Key: st.intern(k), Value: val})
 	}
 	t, err := dec.Time(prec, now)
 	if err != nil {
@@ -237,6 +290,10 @@ func decodeEntry(dec *lineprotocol.Decoder, prec lineprotocol.Precision, now tim
 		return p, le
 	}
 	p.Time = t.UnixNano()
+	p.Tags = st.carveTags(len(st.tags))
+	copy(p.Tags, st.tags)
+	p.Fields = st.carveFields(len(st.fields))
+	copy(p.Fields, st.fields)
 	// The library accepts tags in any order and repeated keys; the model
 	// wants them sorted and unique.
 	p.SortTags()
@@ -308,20 +365,23 @@ func (e *Encoder) Reset() { e.enc.Reset() }
 func (e *Encoder) Bytes() []byte { return e.enc.Bytes() }
 
 // Encode appends one point. A point that cannot be written (no fields, an
-// invalid key, NaN) is skipped and reported; the output stays well formed.
+// invalid key, NaN, a string that is not UTF-8) is left out and reported; the
+// output keeps only complete lines.
 func (e *Encoder) Encode(p *Point) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	start := len(e.enc.Bytes())
 	e.enc.StartLine(p.Measurement)
 	for _, t := range p.Tags {
 		e.enc.AddTag(t.Key, t.Value)
 	}
 	for _, f := range p.Fields {
 		var v lineprotocol.Value
+		ok := true
 		switch f.Value.kind {
 		case KindFloat:
-			v, _ = lineprotocol.FloatValue(f.Value.FloatV())
+			v, ok = lineprotocol.FloatValue(f.Value.FloatV())
 		case KindInt:
 			v = lineprotocol.IntValue(f.Value.IntV())
 		case KindUint:
@@ -329,37 +389,26 @@ func (e *Encoder) Encode(p *Point) error {
 		case KindBool:
 			v = lineprotocol.BoolValue(f.Value.BoolV())
 		case KindString:
-			var ok bool
-			if v, ok = lineprotocol.StringValue(f.Value.StringV()); !ok {
-				e.enc.EndLine(time.Unix(0, p.Time)) // finish the broken line so the next starts clean
-				e.dropLastLine()
-				return fmt.Errorf("point %q: field %q: string is not valid UTF-8", p.Measurement, f.Key)
-			}
+			v, ok = lineprotocol.StringValue(f.Value.StringV())
+		}
+		if !ok {
+			e.truncate(start)
+			return fmt.Errorf("point %q: field %q: value cannot be written as line protocol", p.Measurement, f.Key)
 		}
 		e.enc.AddField(f.Key, v)
 	}
 	e.enc.EndLine(time.Unix(0, p.Time))
 	if err := e.enc.Err(); err != nil {
-		e.enc.ClearErr()
-		e.dropLastLine()
+		e.truncate(start)
 		return err
 	}
 	return nil
 }
 
-// dropLastLine removes a partially written line after an error so the
-// buffer holds only complete lines.
-func (e *Encoder) dropLastLine() {
-	b := e.enc.Bytes()
-	n := len(b)
-	if n > 0 && b[n-1] == '\n' {
-		n--
-	}
-	for n > 0 && b[n-1] != '\n' {
-		n--
-	}
-	e.enc.ClearErr()
-	e.enc.SetBuffer(b[:n])
+// truncate drops a partly written line: SetBuffer also clears the library
+// encoder's error and section state so the next line starts clean.
+func (e *Encoder) truncate(n int) {
+	e.enc.SetBuffer(e.enc.Bytes()[:n])
 }
 
 // AppendLines encodes pts at precision prec, appending to dst. Points that

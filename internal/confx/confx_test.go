@@ -1,0 +1,128 @@
+package confx
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testInner struct {
+	Name     string   `yaml:"name"`
+	Interval Duration `yaml:"interval"`
+}
+
+type testConfig struct {
+	Agent struct {
+		ID      string `yaml:"id"`
+		DataDir string `yaml:"data_dir"`
+	} `yaml:"agent"`
+	Buffer struct {
+		MaxBytes Size `yaml:"max_bytes"`
+	} `yaml:"buffer"`
+	Items []testInner         `yaml:"items"`
+	Named map[string]testInner `yaml:"named"`
+}
+
+func TestLoad_UnknownKeysAllReportedWithLines(t *testing.T) {
+	src := "agent:\n  id: gw-1\n  dta_dir: /x\nbuffer:\n  max_bytes: 1MiB\nitems:\n  - name: a\n    intervl: 5s\nnamed:\n  x:\n    nam: b\nextra: 1\n"
+	var c testConfig
+	_, err := Load("agent.yaml", []byte(src), &c)
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	want := []string{
+		"agent.yaml:3: agent.dta_dir: unknown key",
+		"agent.yaml:8: items[0].intervl: unknown key",
+		"agent.yaml:11: named.x.nam: unknown key",
+		"agent.yaml:12: extra: unknown key",
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("got %d problems:\n%v", len(ps), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ps[i].Error(), w) {
+			t.Errorf("problem %d = %q, want prefix %q", i, ps[i].Error(), w)
+		}
+	}
+	if !strings.Contains(ps[0].Error(), "known: data_dir, id") {
+		t.Errorf("problem does not list the known keys: %q", ps[0].Error())
+	}
+}
+
+func TestLoad_ValuesAndDefaults(t *testing.T) {
+	var c testConfig
+	c.Agent.DataDir = "/default"
+	t.Setenv("CS_TEST_ID", "gw-9")
+	doc, err := Load("a.yaml", []byte("agent:\n  id: ${CS_TEST_ID}\nbuffer:\n  max_bytes: 256MiB\nitems:\n  - name: ${CS_UNSET_X:-fallback}\n    interval: 2d\n"), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Agent.ID != "gw-9" || c.Agent.DataDir != "/default" || c.Buffer.MaxBytes != 256<<20 {
+		t.Fatalf("config = %+v", c)
+	}
+	if c.Items[0].Name != "fallback" || c.Items[0].Interval.D() != 48*time.Hour {
+		t.Fatalf("items = %+v", c.Items)
+	}
+	if doc.Line("items[0].interval") != 7 || doc.Line("items[0].interval.nothing") != 7 || doc.Line("nope") != 0 {
+		t.Fatalf("lines: %d %d %d", doc.Line("items[0].interval"), doc.Line("items[0].interval.nothing"), doc.Line("nope"))
+	}
+	if got := doc.At("buffer.max_bytes", "too big").Error(); got != "a.yaml:4: buffer.max_bytes: too big" {
+		t.Fatalf("At = %q", got)
+	}
+}
+
+func TestLoad_TypeErrorsHaveLines(t *testing.T) {
+	var c testConfig
+	_, err := Load("c.yaml", []byte("buffer:\n  max_bytes: lots\nitems:\n  - name: a\n    interval: soon\n"), &c)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "c.yaml:2:") || !strings.Contains(msg, `invalid size "lots"`) {
+		t.Errorf("size error not positioned: %q", msg)
+	}
+}
+
+func TestLoad_MissingEnvIsAnError(t *testing.T) {
+	var c testConfig
+	_, err := Load("c.yaml", []byte("agent:\n  id: ${CS_SURELY_UNSET_VAR}\n"), &c)
+	if err == nil || !strings.Contains(err.Error(), "CS_SURELY_UNSET_VAR") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestLoad_SyntaxError(t *testing.T) {
+	var c testConfig
+	_, err := Load("c.yaml", []byte("agent:\n  id: [unclosed\n"), &c)
+	if err == nil || !strings.HasPrefix(err.Error(), "c.yaml:") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "512": 512, "1k": 1024, "1KB": 1000, "256MiB": 256 << 20, "1.5GiB": 3 << 29, "2 tb": 2e12} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1XB", "MiB", "99999999999TiB"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10s": 10 * time.Second, "1h30m": 90 * time.Minute, "90d": 90 * 24 * time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "5", "d", "-3d", "1y"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) = nil error", bad)
+		}
+	}
+}
