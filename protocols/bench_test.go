@@ -11,7 +11,7 @@ func benchPoints() []Point {
 	for i := range pts {
 		pts[i] = Point{
 			Measurement: "air",
-			Tags:        []Tag{{"district", "d0" + strconv.Itoa(i%8+1)}, {"station", "s" + strconv.Itoa(10000+i)[1:]}},
+			Tags:        []Tag{{"district", "d0" + strconv.Itoa(i%8+1)}, {"station", "s" + strconv.Itoa(10000 + i)[1:]}},
 			Fields: []Field{
 				{"pm25", Float(12.3 + float64(i%50))}, {"pm10", Float(20.1)}, {"no2", Float(31.7)},
 				{"temperature", Float(18.4)}, {"humidity", Float(63)},

@@ -83,10 +83,10 @@ func TestDecode_PartialWithPositions(t *testing.T) {
 	in := strings.Join([]string{
 		"m f=1 1",
 		"# a comment",
-		"m f= 2",         // no value
-		"m f=1,f=2 3",    // duplicate field
+		"m f= 2",          // no value
+		"m f=1,f=2 3",     // duplicate field
 		"m,a=1,a=2 f=1 4", // duplicate tag
-		"m f=NaN 5",      // NaN is not a line-protocol number
+		"m f=NaN 5",       // NaN is not a line-protocol number
 		"m f=1 99999999999999999999",
 		"m\\ x,k\\=1=v\\,w f=2 6",
 		"m f=\"multi",

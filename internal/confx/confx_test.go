@@ -20,7 +20,7 @@ type testConfig struct {
 	Buffer struct {
 		MaxBytes Size `yaml:"max_bytes"`
 	} `yaml:"buffer"`
-	Items []testInner         `yaml:"items"`
+	Items []testInner          `yaml:"items"`
 	Named map[string]testInner `yaml:"named"`
 }
 
