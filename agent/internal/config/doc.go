@@ -1,0 +1,13 @@
+// Package config is the agent's configuration: the YAML schema (Config),
+// the built-in default (Default), loading a file strictly (Load, via
+// internal/confx, so an unknown key is an error naming file:line) and
+// Validate, which reports every problem at once, each at its file:line.
+//
+// Input blocks stay yaml.Nodes until BuildInputs decodes each into the
+// Input its type's factory returns, so that an input's keys are checked
+// against that input's own struct, with the same file:line precision.
+//
+// It imports protocols (the input registry), internal/confx and
+// internal/cli; it must not import the rest of the agent, any protocol
+// sub-package (mains link those through protocols/all) or the collector.
+package config

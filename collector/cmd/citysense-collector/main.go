@@ -1,0 +1,282 @@
+// Command citysense-collector receives batches from CitySense agents over
+// NATS JetStream, stores them and serves them through the public API and
+// portal. See `citysense-collector help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/citysense/citysense/collector"
+	"github.com/citysense/citysense/collector/internal/config"
+	"github.com/citysense/citysense/internal/cli"
+	"github.com/citysense/citysense/internal/confx"
+)
+
+const program = "citysense-collector"
+
+const helpText = `NAME
+    citysense-collector - receive, store and serve CitySense sensor data
+
+SYNOPSIS
+    citysense-collector [run] [-c FILE] [--data-dir DIR] [--http ADDR]
+                        [--nats ADDR] [--log-level LEVEL] [--log-format FORMAT]
+    citysense-collector check -c FILE
+    citysense-collector version
+    citysense-collector help
+
+DESCRIPTION
+    The collector runs an embedded NATS server with JetStream. Agents publish
+    batches of Influx line protocol (optionally zstd- or s2-compressed) to
+    cs.raw.<agent-id>; the collector stores every point in its time-series
+    store and serves it over HTTP as JSON and on a small web portal.
+
+    Without a configuration file it runs one node named c1 with its data in
+    ./data, HTTP on 127.0.0.1:8080 and NATS on 127.0.0.1:4222.
+
+COMMANDS
+    run       Run the collector until SIGINT or SIGTERM, then shut down
+              cleanly: HTTP, ingest, NATS, store, in that order. The default
+              command. A second signal ends the process at once.
+    check     Validate a configuration file and print every problem as
+              FILE:LINE: KEY: MESSAGE, or "FILE: ok".
+    version   Print the version and build information.
+    help      Print this text.
+
+OPTIONS
+    -c, --config FILE
+              Read the configuration from FILE (YAML). Unknown keys are
+              errors; ${VAR} and ${VAR:-default} expand environment variables.
+    --data-dir DIR
+              Directory for the store and JetStream (node.data_dir).
+              Default ./data.
+    --http ADDR
+              Listen address of the API and portal (http.listen).
+              Default 127.0.0.1:8080. Port 0 picks a free port.
+    --nats ADDR
+              Listen address of the NATS server (nats.listen).
+              Default 127.0.0.1:4222. Port 0 picks a free port.
+    --log-level LEVEL
+              debug, info, warn or error (log.level). Default info.
+    --log-format FORMAT
+              auto (text on a terminal, JSON otherwise), text or json
+              (log.format). Default auto.
+    -h, --help
+              Print this text.
+    Options override the values from the configuration file.
+
+CONFIGURATION
+    node:
+      name: c1                   # stable identity of this node
+      data_dir: ./data
+    http:
+      listen: 127.0.0.1:8080
+    nats:
+      listen: 127.0.0.1:4222
+      sync_always: false         # true: fsync each message (survives power loss)
+    log:
+      level: info
+      format: auto
+    ingest:
+      batch: 100                 # messages per store transaction
+      ack_wait: 30s              # redelivery when unacknowledged
+      retry_delay: 5s            # redelivery delay after a store error
+
+HTTP ENDPOINTS
+    GET /api/v1/series?field=F[&measurement=M][&station=S][&district=D]
+                      [&from=T][&to=T][&time_format=rfc3339]
+              Raw points as JSON. T is RFC 3339 or Unix seconds; the default
+              range is the last 24 hours to one hour ahead, both bounds
+              inclusive. At most 1,000,000 points per answer.
+    GET /api/v1/stations    Stations as a GeoJSON FeatureCollection.
+    GET /                   Portal page listing the stations.
+    GET /healthz, /readyz   Liveness and readiness (JetStream up).
+    GET /metrics            Prometheus metrics.
+
+FILES
+    DIR/store.db      The time-series store (bbolt).
+    DIR/jetstream/    JetStream's file store: batches not yet ingested.
+
+EXAMPLES
+    Run with the defaults:
+        citysense-collector
+
+    Run from a file, with the data elsewhere:
+        citysense-collector run -c /etc/citysense/collector.yaml --data-dir /srv/cs
+
+    Validate a file before deploying it:
+        citysense-collector check -c collector.yaml
+
+    Send one reading by hand with the nats CLI, then read it back:
+        nats pub -s nats://127.0.0.1:4222 --jetstream -H Nats-Msg-Id:manual-1 \
+            cs.raw.manual 'air,station=s0001 pm25=12.3'
+        curl 'http://127.0.0.1:8080/api/v1/series?station=s0001&field=pm25'
+
+EXIT STATUS
+    0    success, or a clean shutdown after SIGINT/SIGTERM
+    1    the collector failed while running
+    2    usage error: unknown command or option
+    3    the configuration is invalid or cannot be read
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runCmd(args, stdout, stderr)
+	case "check":
+		return checkCmd(args, stdout, stderr)
+	case "version":
+		if len(args) > 0 {
+			return usageError(stderr, "version takes no arguments")
+		}
+		fmt.Fprint(stdout, cli.VersionText(program))
+		return cli.ExitOK
+	case "help":
+		fmt.Fprint(stdout, helpText)
+		return cli.ExitOK
+	}
+	return usageError(stderr, fmt.Sprintf("unknown command %q", cmd))
+}
+
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "%s: %s\nRun '%s help' for usage.\n", program, msg, program)
+	return cli.ExitUsage
+}
+
+// newFlagSet returns a flag set whose errors and -h print nothing: the
+// callers report them in the program's own words.
+func newFlagSet(name string, configPath *string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(configPath, "c", "", "configuration file")
+	fs.StringVar(configPath, "config", "", "configuration file")
+	return fs
+}
+
+// parse handles -h and flag errors the same way for every command; ok is
+// false when the command should return code.
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, helpText)
+		return cli.ExitOK, false
+	case err != nil:
+		return usageError(stderr, fs.Name()+": "+err.Error()), false
+	case fs.NArg() > 0:
+		return usageError(stderr, fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))), false
+	}
+	return 0, true
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	var path string
+	fs := newFlagSet("run", &path)
+	dataDir := fs.String("data-dir", "", "")
+	httpAddr := fs.String("http", "", "")
+	natsAddr := fs.String("nats", "", "")
+	logLevel := fs.String("log-level", "", "")
+	logFormat := fs.String("log-format", "", "")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			printConfigError(stderr, err)
+			return cli.ExitConfig
+		}
+	}
+	// Only flags given on the command line override the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "data-dir":
+			cfg.Node.DataDir = *dataDir
+		case "http":
+			cfg.HTTP.Listen = *httpAddr
+		case "nats":
+			cfg.NATS.Listen = *natsAddr
+		case "log-level":
+			cfg.Log.Level = *logLevel
+		case "log-format":
+			cfg.Log.Format = *logFormat
+		}
+	})
+	if probs := cfg.Validate(nil); len(probs) > 0 {
+		printConfigError(stderr, probs)
+		return cli.ExitConfig
+	}
+
+	log, err := cli.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		printConfigError(stderr, err)
+		return cli.ExitConfig
+	}
+	c, err := collector.New(cfg, log)
+	if err != nil {
+		printConfigError(stderr, err)
+		return cli.ExitConfig
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, restore the default handling so that a
+		// second one ends a shutdown that hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	if err := c.Run(ctx); err != nil {
+		log.Error("collector failed", "err", err)
+		return cli.ExitError
+	}
+	return cli.ExitOK
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) int {
+	var path string
+	fs := newFlagSet("check", &path)
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if path == "" {
+		return usageError(stderr, "check: -c FILE is required")
+	}
+	if _, err := config.Load(path); err != nil {
+		printConfigError(stderr, err)
+		return cli.ExitConfig
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return cli.ExitOK
+}
+
+// printConfigError prints one problem per line, each already carrying its
+// file:line: path: message.
+func printConfigError(w io.Writer, err error) {
+	var probs confx.Problems
+	if errors.As(err, &probs) {
+		for _, p := range probs {
+			fmt.Fprintln(w, p.Error())
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %v\n", program, err)
+}

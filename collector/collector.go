@@ -1,0 +1,183 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/citysense/citysense/collector/internal/api"
+	"github.com/citysense/citysense/collector/internal/bus"
+	"github.com/citysense/citysense/collector/internal/config"
+	"github.com/citysense/citysense/collector/internal/ingest"
+	"github.com/citysense/citysense/collector/internal/store"
+	"github.com/citysense/citysense/internal/cli"
+)
+
+// shutdownTimeout bounds how long in-flight HTTP requests may take to finish
+// after the collector was asked to stop.
+const shutdownTimeout = 10 * time.Second
+
+// Collector is one collector node.
+type Collector struct {
+	cfg config.Config
+	log *slog.Logger
+
+	started  chan struct{}
+	httpAddr string
+	natsURL  string
+}
+
+// New checks cfg and prepares a collector without doing I/O. A nil log
+// discards. An invalid cfg gives a confx.Problems error.
+func New(cfg config.Config, log *slog.Logger) (*Collector, error) {
+	if log == nil {
+		log = cli.Discard()
+	}
+	if probs := cfg.Validate(nil); len(probs) > 0 {
+		return nil, probs
+	}
+	return &Collector{cfg: cfg, log: log, started: make(chan struct{})}, nil
+}
+
+// Started is closed once Run has every part running; HTTPAddr and NATSURL
+// are valid from then on.
+func (c *Collector) Started() <-chan struct{} { return c.started }
+
+// HTTPAddr is the address the HTTP server listens on (with the port
+// actually bound when the configured one was 0).
+func (c *Collector) HTTPAddr() string { return c.httpAddr }
+
+// NATSURL is the URL agents publish to.
+func (c *Collector) NATSURL() string { return c.natsURL }
+
+// Run runs the collector until ctx is cancelled and returns nil after a
+// clean shutdown. It returns an error when a part cannot start or stops on
+// its own; the parts already started are shut down first. Run may be
+// called once.
+func (c *Collector) Run(ctx context.Context) (err error) {
+	cfg := c.cfg
+	// Registered first, so it runs last: after the bus and the store.
+	defer func() {
+		if err == nil {
+			c.log.Info("collector stopped")
+		}
+	}()
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory %q: %w", cfg.Node.DataDir, err)
+	}
+
+	// Deferred in reverse: the bus stops before the store closes.
+	st, err := store.Open(filepath.Join(cfg.Node.DataDir, "store.db"), c.log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+
+	b, err := bus.Start(ctx, bus.Config{
+		Name:       cfg.Node.Name,
+		StoreDir:   cfg.Node.DataDir,
+		Listen:     cfg.NATS.Listen,
+		SyncAlways: cfg.NATS.SyncAlways,
+	}, c.log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop while starting: not a failure
+		}
+		return err
+	}
+	defer b.Shutdown()
+
+	in, err := ingest.New(b.JetStream(), st, ingest.Config{
+		Stream:     bus.StreamRaw,
+		Batch:      cfg.Ingest.Batch,
+		AckWait:    cfg.Ingest.AckWait.D(),
+		RetryDelay: cfg.Ingest.RetryDelay.D(),
+	}, c.log)
+	if err != nil {
+		return err
+	}
+
+	// Bind before starting ingest, so that a busy port fails the start
+	// with nothing yet running in the background.
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen %q: %w", cfg.HTTP.Listen, err)
+	}
+	handler := api.New(api.Options{
+		Store:   st,
+		Ready:   b.Ready,
+		Metrics: []*metrics.Set{in.Metrics()},
+	}, c.log)
+	srv := api.NewServer(handler, c.log)
+
+	// Ingest gets its own context: it must keep running while HTTP drains
+	// and stop only after, in the order Run documents.
+	ingestCtx, stopIngest := context.WithCancel(context.Background())
+	defer stopIngest()
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- in.Run(ingestCtx) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+
+	c.httpAddr, c.natsURL = ln.Addr().String(), b.ClientURL()
+	close(c.started)
+	c.log.Info("collector started", "node", cfg.Node.Name, "http", c.httpAddr, "nats", c.natsURL, "data_dir", cfg.Node.DataDir)
+
+	var runErr error
+	ingestStopped, httpStopped := false, false
+	select {
+	case <-ctx.Done():
+		c.log.Info("collector stopping")
+	case err := <-ingestDone:
+		ingestStopped = true
+		runErr = fmt.Errorf("ingest stopped: %w", orUnexpected(err))
+	case err := <-httpDone:
+		httpStopped = true
+		runErr = fmt.Errorf("http server stopped: %w", orUnexpected(err))
+	}
+
+	if !httpStopped {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			c.log.Warn("http shutdown timed out, closing connections", "err", err)
+			srv.Close()
+		}
+		cancel()
+		if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = errors.Join(runErr, fmt.Errorf("http server: %w", err))
+		}
+	}
+	if !ingestStopped {
+		stopIngest()
+		if err := <-ingestDone; err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	// The deferred calls stop the bus, then close the store.
+	return runErr
+}
+
+func orUnexpected(err error) error {
+	if err == nil {
+		return errors.New("unexpectedly")
+	}
+	return err
+}
+
+// Interface guards: the store is what ingest and the API expect.
+var (
+	_ ingest.Writer = (*store.Store)(nil)
+	_ api.Store     = (*store.Store)(nil)
+)

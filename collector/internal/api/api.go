@@ -1,0 +1,493 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/citysense/citysense/collector/internal/portal"
+	"github.com/citysense/citysense/collector/internal/store"
+	"github.com/citysense/citysense/internal/cli"
+	"github.com/citysense/citysense/protocols"
+)
+
+// DefaultMaxPoints is the most points one /api/v1/series answer may hold.
+const DefaultMaxPoints = 1_000_000
+
+// maxParamLen bounds every query parameter value; no legitimate station,
+// field or time is longer.
+const maxParamLen = 256
+
+// Store is the data the API serves.
+type Store interface {
+	Select(sel store.Selector, from, to int64) ([]store.Series, error)
+	Stations() ([]store.Station, error)
+}
+
+// Options configure the API.
+type Options struct {
+	Store Store
+	// Ready reports why the collector cannot take data, nil when it can;
+	// nil means always ready.
+	Ready func() error
+	// Metrics are written at /metrics after the API's own, followed by the
+	// process metrics.
+	Metrics []*metrics.Set
+	// MaxPoints bounds a series answer; zero means DefaultMaxPoints.
+	MaxPoints int
+	// Now is the clock for default time ranges; nil means time.Now.
+	Now func() time.Time
+}
+
+// API is the collector's HTTP handler.
+type API struct {
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+	set  *metrics.Set
+}
+
+// New builds the handler. A nil log discards.
+func New(opts Options, log *slog.Logger) *API {
+	if log == nil {
+		log = cli.Discard()
+	}
+	if opts.MaxPoints <= 0 {
+		opts.MaxPoints = DefaultMaxPoints
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() error { return nil }
+	}
+	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: metrics.NewSet()}
+	a.mux.HandleFunc("GET /api/v1/series", a.series)
+	a.mux.HandleFunc("GET /api/v1/stations", a.stations)
+	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.HandleFunc("GET /metrics", a.metrics)
+	a.mux.Handle("GET /{$}", portal.New(opts.Store, log))
+	return a
+}
+
+// Metrics is the API's own metrics set (requests by route and status).
+func (a *API) Metrics() *metrics.Set { return a.set }
+
+// ServeHTTP applies the limits common to every endpoint and dispatches.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; the API is read-only")
+		a.count("other", http.StatusMethodNotAllowed)
+		return
+	}
+	_, pattern := a.mux.Handler(r)
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK, head: r.Method == http.MethodHead}
+	a.mux.ServeHTTP(sw, r)
+	if pattern == "" {
+		pattern = "other"
+	}
+	a.count(pattern, sw.code)
+}
+
+func (a *API) count(route string, code int) {
+	// Routes are the mux's fixed patterns, never raw paths, so the number
+	// of series stays bounded whatever clients send.
+	a.set.GetOrCreateCounter(`citysense_api_requests_total{route="` + route + `",code="` + strconv.Itoa(code) + `"}`).Inc()
+}
+
+// statusWriter records the status for the request counter and drops the
+// body of HEAD requests (net/http would too, but only after the handler
+// encoded it).
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+	head  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	if s.head {
+		return len(b), nil
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := a.opts.Ready(); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	a.set.WritePrometheus(w)
+	for _, s := range a.opts.Metrics {
+		s.WritePrometheus(w)
+	}
+	metrics.WriteProcessMetrics(w)
+}
+
+// seriesParams are the query parameters /api/v1/series understands.
+var seriesParams = map[string]bool{
+	"measurement": true, "field": true, "station": true, "district": true,
+	"from": true, "to": true, "time_format": true, "format": true,
+}
+
+// notYet are parameters of the full contract that the skeleton does not
+// implement; answering raw points to a request for hourly means would be
+// wrong in a way the client might not notice, so they are refused.
+var notYet = []string{"step", "agg", "group_by"}
+
+func (a *API) series(w http.ResponseWriter, r *http.Request) {
+	// ParseQuery, unlike URL.Query, reports malformed input (bad escapes,
+	// semicolons) instead of silently dropping pairs.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed query string")
+		return
+	}
+	for _, name := range notYet {
+		if q.Has(name) {
+			writeError(w, http.StatusBadRequest, name+" is not supported yet; leave it out for raw points")
+			return
+		}
+	}
+	p := map[string]string{}
+	for name, vals := range q {
+		if !seriesParams[name] {
+			continue // unknown parameters (cache busters) are ignored
+		}
+		if len(vals) > 1 {
+			writeError(w, http.StatusBadRequest, name+" given more than once")
+			return
+		}
+		if len(vals[0]) > maxParamLen {
+			writeError(w, http.StatusBadRequest, name+" is longer than "+strconv.Itoa(maxParamLen)+" bytes")
+			return
+		}
+		p[name] = vals[0]
+	}
+	if p["field"] == "" {
+		writeError(w, http.StatusBadRequest, "field is required, e.g. field=pm25")
+		return
+	}
+	if f := p["format"]; f != "" && f != "json" {
+		writeError(w, http.StatusBadRequest, "format "+strconv.Quote(f)+" is not supported yet; only json")
+		return
+	}
+	rfc3339 := false
+	switch p["time_format"] {
+	case "", "unix":
+	case "rfc3339":
+		rfc3339 = true
+	default:
+		writeError(w, http.StatusBadRequest, "time_format must be unix or rfc3339")
+		return
+	}
+	now := a.opts.Now()
+	from, to := now.Add(-24*time.Hour).UnixNano(), now.Add(time.Hour).UnixNano()
+	if s, ok := p["from"]; ok {
+		if from, err = parseTime(s); err != nil {
+			writeError(w, http.StatusBadRequest, "from: "+err.Error())
+			return
+		}
+	}
+	if s, ok := p["to"]; ok {
+		if to, err = parseTime(s); err != nil {
+			writeError(w, http.StatusBadRequest, "to: "+err.Error())
+			return
+		}
+	}
+	if from > to {
+		writeError(w, http.StatusBadRequest, "from is after to")
+		return
+	}
+	sel := store.Selector{Measurement: p["measurement"], Field: p["field"], MaxPoints: a.opts.MaxPoints}
+	for _, tag := range []string{"station", "district"} {
+		if v, ok := p[tag]; ok {
+			if sel.Tags == nil {
+				sel.Tags = map[string]string{}
+			}
+			sel.Tags[tag] = v
+		}
+	}
+	series, err := a.opts.Store.Select(sel, from, to)
+	var amb *store.AmbiguousFieldError
+	switch {
+	case errors.As(err, &amb):
+		writeError(w, http.StatusBadRequest, amb.Error())
+		return
+	case errors.Is(err, store.ErrTooManyPoints):
+		writeError(w, http.StatusUnprocessableEntity, "the answer would hold more than "+strconv.Itoa(a.opts.MaxPoints)+
+			" points; narrow from/to or select a station")
+		return
+	case err != nil:
+		a.log.Error("api: select", "err", err, "query", r.URL.RawQuery)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=10")
+	// Encoded by hand and streamed: an answer may hold a million points,
+	// and encoding/json would build all of it in memory as interface
+	// values first.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	buf := make([]byte, 0, 256)
+	buf = append(buf, `{"series":[`...)
+	for i, s := range series {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"measurement":`...)
+		buf = appendString(buf, s.Measurement)
+		buf = append(buf, `,"field":`...)
+		buf = appendString(buf, s.Field)
+		buf = append(buf, `,"tags":{`...)
+		for j, t := range s.Tags {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, t.Key)
+			buf = append(buf, ':')
+			buf = appendString(buf, t.Value)
+		}
+		buf = append(buf, `},"points":[`...)
+		for j, smp := range s.Samples {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '[')
+			if rfc3339 {
+				buf = append(buf, '"')
+				buf = time.Unix(0, smp.Time).UTC().AppendFormat(buf, time.RFC3339Nano)
+				buf = append(buf, '"')
+			} else {
+				buf = appendUnixSeconds(buf, smp.Time)
+			}
+			buf = append(buf, ',')
+			buf = appendValue(buf, smp.Value)
+			buf = append(buf, ']')
+			if len(buf) > 32<<10 {
+				bw.Write(buf)
+				buf = buf[:0]
+			}
+		}
+		buf = append(buf, "]}"...)
+	}
+	buf = append(buf, "],\"partial\":false}\n"...)
+	bw.Write(buf)
+	if err := bw.Flush(); err != nil {
+		a.log.Debug("api: client went away", "err", err)
+	}
+}
+
+// parseTime reads RFC 3339 or integer Unix seconds into ns.
+func parseTime(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > math.MaxInt64/1_000_000_000 || n < math.MinInt64/1_000_000_000 {
+			return 0, errors.New(strconv.Quote(s) + " is out of range")
+		}
+		return n * 1e9, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, errors.New(strconv.Quote(s) + " is neither RFC 3339 nor Unix seconds")
+	}
+	// UnixNano is undefined outside about 1678…2262.
+	if t.Year() < 1678 || t.Year() > 2261 {
+		return 0, errors.New(strconv.Quote(s) + " is out of range")
+	}
+	return t.UnixNano(), nil
+}
+
+// appendUnixSeconds writes whole seconds as an integer and anything finer
+// as a decimal fraction, so that sub-second points stay distinct.
+func appendUnixSeconds(b []byte, ns int64) []byte {
+	u := uint64(ns)
+	if ns < 0 {
+		b = append(b, '-')
+		u = -u
+	}
+	b = strconv.AppendUint(b, u/1e9, 10)
+	frac := u % 1e9
+	if frac == 0 {
+		return b
+	}
+	var digits [10]byte
+	f := strconv.AppendUint(digits[:0], frac+1e9, 10)[1:] // zero-padded to 9
+	f = []byte(strings.TrimRight(string(f), "0"))
+	b = append(b, '.')
+	return append(b, f...)
+}
+
+// appendValue writes a field value as JSON: floats in Go's shortest
+// round-trip form exactly as encoding/json does, integers as numbers.
+func appendValue(b []byte, v protocols.Value) []byte {
+	switch v.Kind() {
+	case protocols.KindFloat:
+		return appendFloat(b, v.FloatV())
+	case protocols.KindInt:
+		return strconv.AppendInt(b, v.IntV(), 10)
+	case protocols.KindUint:
+		return strconv.AppendUint(b, v.UintV(), 10)
+	case protocols.KindBool:
+		return strconv.AppendBool(b, v.BoolV())
+	case protocols.KindString:
+		return appendString(b, v.StringV())
+	}
+	return append(b, "null"...)
+}
+
+// appendFloat mirrors encoding/json's float64 encoding. The store holds
+// only finite floats; anything else would be a bug, written as null so the
+// document stays valid.
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	abs := math.Abs(f)
+	fmt := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmt = 'e'
+	}
+	b = strconv.AppendFloat(b, f, fmt, -1, 64)
+	if fmt == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+// station GeoJSON, as in docs/contracts-skeleton.md.
+type featureCollection struct {
+	Type     string    `json:"type"`
+	Features []feature `json:"features"`
+}
+
+type feature struct {
+	Type       string          `json:"type"`
+	Geometry   *pointGeometry  `json:"geometry"`
+	Properties stationProperty `json:"properties"`
+}
+
+type pointGeometry struct {
+	Type        string     `json:"type"`
+	Coordinates [2]float64 `json:"coordinates"` // lon, lat
+}
+
+type stationProperty struct {
+	ID           string   `json:"id"`
+	District     *string  `json:"district"` // null when no point carried one
+	Measurements []string `json:"measurements"`
+	LastSeen     string   `json:"last_seen"`
+}
+
+func (a *API) stations(w http.ResponseWriter, r *http.Request) {
+	sts, err := a.opts.Store.Stations()
+	if err != nil {
+		a.log.Error("api: stations", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	fc := featureCollection{Type: "FeatureCollection", Features: make([]feature, 0, len(sts))}
+	for _, s := range sts {
+		f := feature{Type: "Feature", Properties: stationProperty{
+			ID:           s.ID,
+			Measurements: s.Measurements,
+			LastSeen:     time.Unix(0, s.LastSeen).UTC().Format(time.RFC3339),
+		}}
+		if f.Properties.Measurements == nil {
+			f.Properties.Measurements = []string{}
+		}
+		if s.District != "" {
+			d := s.District
+			f.Properties.District = &d
+		}
+		if s.HasPosition {
+			f.Geometry = &pointGeometry{Type: "Point", Coordinates: [2]float64{s.Lon, s.Lat}}
+		}
+		fc.Features = append(fc.Features, f)
+	}
+	w.Header().Set("Content-Type", "application/geo+json")
+	w.Header().Set("Cache-Control", "public, max-age=10")
+	json.NewEncoder(w).Encode(fc)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func writeText(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(msg))
+}
+
+// NewServer wraps h in an http.Server with every limit set, since the API
+// faces the internet: slow or oversized requests must not pin connections
+// or memory.
+func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = cli.Discard()
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// Long enough to stream a full answer of DefaultMaxPoints to a
+		// slow client.
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+}
+
+// Interface guards.
+var _ http.Handler = (*API)(nil)

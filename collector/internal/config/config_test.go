@@ -1,0 +1,150 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/citysense/citysense/internal/confx"
+)
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "collector.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoad_valid(t *testing.T) {
+	path := writeFile(t, `
+node:
+  name: c7
+  data_dir: /var/lib/citysense
+http:
+  listen: 0.0.0.0:9000
+nats:
+  listen: 127.0.0.1:4333
+  sync_always: true
+log:
+  level: debug
+  format: json
+ingest:
+  batch: 20
+  ack_wait: 1m
+  retry_delay: 250ms
+`)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Config{
+		Node:   Node{Name: "c7", DataDir: "/var/lib/citysense"},
+		HTTP:   HTTP{Listen: "0.0.0.0:9000"},
+		NATS:   NATS{Listen: "127.0.0.1:4333", SyncAlways: true},
+		Log:    Log{Level: "debug", Format: "json"},
+		Ingest: Ingest{Batch: 20, AckWait: confx.Duration(time.Minute), RetryDelay: confx.Duration(250 * time.Millisecond)},
+	}
+	if cfg != want {
+		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
+	}
+}
+
+func TestLoad_emptyFileKeepsDefaults(t *testing.T) {
+	cfg, err := Load(writeFile(t, "# nothing here\n"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg != Default() {
+		t.Errorf("Load = %+v, want defaults %+v", cfg, Default())
+	}
+}
+
+func TestDefault_valid(t *testing.T) {
+	cfg := Default()
+	if probs := cfg.Validate(nil); len(probs) > 0 {
+		t.Fatalf("Default() is invalid: %v", probs)
+	}
+}
+
+func TestLoad_problems(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want []string // every problem, in order, as printed
+	}{
+		{
+			name: "unknown key",
+			text: "node:\n  name: c1\n  dta_dir: /x\n",
+			want: []string{`FILE:3: node.dta_dir: unknown key "dta_dir" (known: data_dir, name)`},
+		},
+		{
+			name: "unknown section",
+			text: "node:\n  name: c1\nclustr: {}\n",
+			want: []string{`FILE:3: clustr: unknown key "clustr" (known: http, ingest, log, nats, node)`},
+		},
+		{
+			name: "bad duration",
+			text: "ingest:\n  retry_delay: soon\n",
+			want: []string{`FILE:2: invalid duration "soon" (want e.g. 10s, 5m, 2h, 90d)`},
+		},
+		{
+			name: "every validation problem at once",
+			text: "node:\n  name: 'a b'\n  data_dir: ''\nhttp:\n  listen: localhost\nnats:\n  listen: 127.0.0.1:99999\nlog:\n  level: loud\n  format: xml\ningest:\n  batch: 0\n  ack_wait: 10ms\n  retry_delay: 0s\n",
+			want: []string{
+				`FILE:2: node.name: "a b" must not contain spaces, '.', '*' or '>'`,
+				`FILE:3: node.data_dir: must not be empty`,
+				`FILE:5: http.listen: "localhost": want host:port`,
+				`FILE:7: nats.listen: "127.0.0.1:99999": port must be a number from 0 to 65535`,
+				`FILE:9: log.level: "loud": want debug, info, warn or error`,
+				`FILE:10: log.format: "xml": want auto, text or json`,
+				`FILE:12: ingest.batch: 0: want 1 to 10000`,
+				`FILE:13: ingest.ack_wait: 10ms: want at least 1s`,
+				`FILE:14: ingest.retry_delay: 0s: want more than 0`,
+			},
+		},
+		{
+			name: "decode and validation problems together",
+			text: "log:\n  level: loud\ningest:\n  batch: many\n  retry_delay: 0s\nnode:\n  nam: x\n",
+			want: []string{
+				`FILE:2: log.level: "loud": want debug, info, warn or error`,
+				"FILE:4: cannot unmarshal !!str `many` into int",
+				`FILE:5: ingest.retry_delay: 0s: want more than 0`,
+				`FILE:7: node.nam: unknown key "nam" (known: data_dir, name)`,
+			},
+		},
+		{
+			name: "same address twice",
+			text: "http:\n  listen: 127.0.0.1:4222\n",
+			want: []string{`FILE:2: http.listen: "127.0.0.1:4222" is also nats.listen`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.text)
+			_, err := Load(path)
+			var probs confx.Problems
+			if !errors.As(err, &probs) {
+				t.Fatalf("Load error = %v (%T), want confx.Problems", err, err)
+			}
+			var got []string
+			for _, p := range probs {
+				got = append(got, strings.Replace(p.Error(), path, "FILE", 1))
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestLoad_missingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load error = %v, want os.ErrNotExist", err)
+	}
+}

@@ -1,0 +1,355 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citysense/citysense/internal/cli"
+	"github.com/citysense/citysense/protocols"
+)
+
+// Writer is the store as ingest needs it. Write must return only once the
+// points are durable: the messages they came from are acknowledged next.
+type Writer interface {
+	Write(pts []protocols.Point) (int, error)
+}
+
+// Config tunes the consumer.
+type Config struct {
+	// Stream is the stream to consume, CS_RAW in the collector.
+	Stream string
+	// Durable is the consumer's name; it keeps its place across restarts.
+	// Empty means "ingest".
+	Durable string
+	// Batch is the most messages written in one store transaction; zero
+	// means 100.
+	Batch int
+	// AckWait is how long JetStream waits for an ack before redelivering;
+	// zero means 30s.
+	AckWait time.Duration
+	// RetryDelay is the redelivery delay after a store error; zero means 5s.
+	RetryDelay time.Duration
+	// MaxDecodedBytes bounds one decompressed message, so that a small
+	// hostile message cannot expand into all of memory; zero means 64 MiB.
+	MaxDecodedBytes int
+}
+
+func (c *Config) setDefaults() {
+	if c.Durable == "" {
+		c.Durable = "ingest"
+	}
+	if c.Batch <= 0 {
+		c.Batch = 100
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = 5 * time.Second
+	}
+	if c.MaxDecodedBytes <= 0 {
+		c.MaxDecodedBytes = 64 << 20
+	}
+}
+
+// Ingester consumes one stream into a Writer.
+type Ingester struct {
+	js  jetstream.JetStream
+	w   Writer
+	cfg Config
+	log *slog.Logger
+
+	zstd *zstd.Decoder
+
+	set         *metrics.Set
+	batches     *metrics.Counter
+	points      *metrics.Counter
+	badLines    *metrics.Counter
+	badBatches  *metrics.Counter
+	writeErrors *metrics.Counter
+
+	// Used only from Run's goroutine.
+	badLineLog  logLimiter
+	badBatchLog logLimiter
+}
+
+// New prepares an Ingester without doing I/O. A nil log discards.
+func New(js jetstream.JetStream, w Writer, cfg Config, log *slog.Logger) (*Ingester, error) {
+	if log == nil {
+		log = cli.Discard()
+	}
+	if cfg.Stream == "" {
+		return nil, errors.New("ingest: no stream")
+	}
+	cfg.setDefaults()
+	// One decoder serves every message: DecodeAll is safe for concurrent
+	// use and concurrency 1 starts no background goroutines.
+	zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(cfg.MaxDecodedBytes)))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: zstd decoder: %w", err)
+	}
+	set := metrics.NewSet()
+	return &Ingester{
+		js:          js,
+		w:           w,
+		cfg:         cfg,
+		log:         log.With("component", "ingest"),
+		zstd:        zd,
+		set:         set,
+		batches:     set.NewCounter("citysense_ingest_batches_total"),
+		points:      set.NewCounter("citysense_ingest_points_total"),
+		badLines:    set.NewCounter("citysense_ingest_bad_lines_total"),
+		badBatches:  set.NewCounter("citysense_ingest_bad_batches_total"),
+		writeErrors: set.NewCounter("citysense_ingest_write_errors_total"),
+		badLineLog:  logLimiter{every: 10 * time.Second},
+		badBatchLog: logLimiter{every: 10 * time.Second},
+	}, nil
+}
+
+// Metrics is the ingester's metrics set, for /metrics.
+//
+//   - citysense_ingest_batches_total: messages stored and acknowledged
+//   - citysense_ingest_points_total: points written to the store
+//   - citysense_ingest_bad_lines_total: lines that did not decode (the rest of their batch was stored)
+//   - citysense_ingest_bad_batches_total: messages terminated because they could not be decompressed
+//   - citysense_ingest_write_errors_total: store writes that failed (their messages are redelivered)
+func (in *Ingester) Metrics() *metrics.Set { return in.set }
+
+// Run consumes until ctx is done and returns nil then. It returns an error
+// only when it cannot go on: the consumer cannot be created or the
+// connection to the bus is closed.
+func (in *Ingester) Run(ctx context.Context) error {
+	defer in.zstd.Close()
+	cons, err := in.js.CreateOrUpdateConsumer(ctx, in.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:     in.cfg.Durable,
+		Description: "collector ingest: " + in.cfg.Stream + " into the store",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     in.cfg.AckWait,
+		// Deliveries are unlimited on purpose: a message is only
+		// redelivered when the store failed, and giving up would lose it.
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * in.cfg.Batch,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("ingest: create consumer %s on %s: %w", in.cfg.Durable, in.cfg.Stream, err)
+	}
+	in.log.Info("ingest started", "stream", in.cfg.Stream, "consumer", in.cfg.Durable, "batch", in.cfg.Batch)
+	msgs := make([]jetstream.Msg, 0, in.cfg.Batch)
+	for {
+		msgs, err = in.fetch(ctx, cons, msgs[:0])
+		if len(msgs) > 0 {
+			// Even when ctx was cancelled meanwhile, what was fetched is
+			// stored and acknowledged: the connection outlives Run.
+			in.process(msgs)
+		}
+		switch {
+		case ctx.Err() != nil:
+			in.log.Info("ingest stopped")
+			return nil
+		case errors.Is(err, nats.ErrConnectionClosed):
+			return fmt.Errorf("ingest: %w", err)
+		case err != nil:
+			in.log.Warn("ingest: fetch failed, retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// fetch waits for one message, then takes whatever else is already waiting,
+// up to Batch. A single Fetch(Batch) would hold a lone message until the
+// batch fills or the request expires; this way a quiet stream is stored at
+// once and a busy one still commits in large transactions.
+func (in *Ingester) fetch(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+	first, err := cons.Fetch(1, jetstream.FetchContext(ctx))
+	if err != nil {
+		return msgs, err
+	}
+	for m := range first.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := first.Error(); err != nil || len(msgs) == 0 || in.cfg.Batch == 1 {
+		return msgs, err
+	}
+	rest, err := cons.FetchNoWait(in.cfg.Batch - 1)
+	if err != nil {
+		return msgs, err
+	}
+	for m := range rest.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs, rest.Error()
+}
+
+// process stores the points of msgs in one transaction and settles every
+// message.
+func (in *Ingester) process(msgs []jetstream.Msg) {
+	type decoded struct {
+		msg    jetstream.Msg
+		id     string
+		points int
+	}
+	var pts []protocols.Point
+	var ok []decoded
+	for _, m := range msgs {
+		id := batchID(m)
+		body, err := in.decompress(m.Headers().Get("Content-Encoding"), m.Data())
+		if err != nil {
+			in.badBatches.Inc()
+			if allowed, suppressed := in.badBatchLog.allow(time.Now()); allowed {
+				in.log.Warn("ingest: dropping batch that cannot be decompressed", "batch", id, "subject", m.Subject(),
+					"err", err, "suppressed", suppressed)
+			}
+			if err := m.TermWithReason(err.Error()); err != nil {
+				in.log.Warn("ingest: term failed", "batch", id, "err", err)
+			}
+			continue
+		}
+		// Lines without a timestamp get the time JetStream stored the
+		// message, not the time of processing, so that a redelivery
+		// writes the same series+timestamp again instead of a new point.
+		var now time.Time
+		if md, err := m.Metadata(); err == nil {
+			now = md.Timestamp
+		}
+		before := len(pts)
+		err = protocols.Decode(body, protocols.DecodeOptions{Now: now}, func(p protocols.Point) error {
+			pts = append(pts, p)
+			return nil
+		})
+		var de *protocols.DecodeErrors
+		if errors.As(err, &de) {
+			bad := len(de.Errs) + de.Dropped
+			in.badLines.Add(bad)
+			if allowed, suppressed := in.badLineLog.allow(time.Now()); allowed {
+				in.log.Warn("ingest: bad lines in batch, storing the rest", "batch", id, "subject", m.Subject(),
+					"bad_lines", bad, "good_points", len(pts)-before, "err", de.Errs[0], "suppressed", suppressed)
+			}
+		} else if err != nil {
+			// Decode only fails otherwise when the callback does, and ours
+			// does not; count it as a bad line rather than lose it quietly.
+			in.badLines.Inc()
+			in.log.Warn("ingest: decode failed", "batch", id, "err", err)
+		}
+		ok = append(ok, decoded{msg: m, id: id, points: len(pts) - before})
+	}
+	if len(ok) == 0 {
+		return
+	}
+	n, err := in.w.Write(pts)
+	if err != nil {
+		in.writeErrors.Inc()
+		in.log.Error("ingest: store write failed, batches will be redelivered", "batches", len(ok), "points", len(pts),
+			"retry_in", in.cfg.RetryDelay, "err", err)
+		for _, d := range ok {
+			if err := d.msg.NakWithDelay(in.cfg.RetryDelay); err != nil {
+				in.log.Warn("ingest: nak failed", "batch", d.id, "err", err)
+			}
+		}
+		return
+	}
+	in.points.Add(n)
+	for _, d := range ok {
+		// A lost ack only means a redelivery, which the store absorbs as
+		// an idempotent rewrite, so the ack is not waited for.
+		if err := d.msg.Ack(); err != nil {
+			in.log.Warn("ingest: ack failed, batch will be redelivered", "batch", d.id, "err", err)
+			continue
+		}
+		in.batches.Inc()
+		in.log.Debug("ingest: batch stored", "batch", d.id, "subject", d.msg.Subject(), "points", d.points)
+	}
+}
+
+// batchID is the agent's <agent-id>-<batch-seq>, or the stream sequence for
+// a writer that set no Nats-Msg-Id.
+func batchID(m jetstream.Msg) string {
+	if id := m.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		return id
+	}
+	if md, err := m.Metadata(); err == nil {
+		return "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	return "unknown"
+}
+
+// s2 streams start with this chunk; anything else is taken as an s2 block.
+var s2StreamMagic = []byte("\xff\x06\x00\x00S2sTwO")
+
+func (in *Ingester) decompress(encoding string, data []byte) ([]byte, error) {
+	limit := in.cfg.MaxDecodedBytes
+	switch enc := strings.ToLower(strings.TrimSpace(encoding)); enc {
+	case "", "identity":
+		return data, nil
+	case "zstd":
+		out, err := in.zstd.DecodeAll(data, nil)
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return out, nil
+	case "s2":
+		if bytes.HasPrefix(data, s2StreamMagic) {
+			r := s2.NewReader(bytes.NewReader(data))
+			out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+			if err != nil {
+				return nil, fmt.Errorf("s2 stream: %w", err)
+			}
+			if len(out) > limit {
+				return nil, fmt.Errorf("s2 stream: decodes to more than %d bytes", limit)
+			}
+			return out, nil
+		}
+		n, err := s2.DecodedLen(data)
+		if err != nil {
+			return nil, fmt.Errorf("s2: %w", err)
+		}
+		if n > limit {
+			return nil, fmt.Errorf("s2: decodes to %d bytes, more than %d", n, limit)
+		}
+		out, err := s2.Decode(nil, data)
+		if err != nil {
+			return nil, fmt.Errorf("s2: %w", err)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unknown Content-Encoding %q (want zstd, s2 or none)", enc)
+	}
+}
+
+// logLimiter lets one log line through per interval and counts the rest,
+// so a flood of bad input is visible without drowning the log.
+type logLimiter struct {
+	every      time.Duration
+	next       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now and how many were suppressed since the
+// last line that was.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	if now.Before(l.next) {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.next, l.suppressed = now.Add(l.every), 0
+	return true, n
+}
