@@ -103,27 +103,42 @@ func (d *Doc) At(path, format string, args ...any) Problem {
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
-// ExpandEnv replaces ${NAME} and ${NAME:-default}. A reference to an unset
-// variable without a default is an error, since an empty credential or
-// address is almost never what was meant.
-func ExpandEnv(file string, data []byte) ([]byte, error) {
-	var missing []string
-	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		sub := envRef.FindSubmatch(m)
-		name := string(sub[1])
-		if v, ok := os.LookupEnv(name); ok {
-			return []byte(v)
-		}
-		if len(sub[2]) > 0 {
-			return sub[3]
-		}
-		missing = append(missing, name)
-		return m
-	})
-	if len(missing) > 0 {
-		return nil, Problem{File: file, Msg: "environment variables not set: " + strings.Join(missing, ", ")}
+// expandEnv replaces ${NAME} and ${NAME:-default} in every scalar value of
+// the tree. Expanding after parsing, rather than in the raw text, leaves
+// comments alone and means a variable's value can never change the YAML
+// structure (a password containing ": " or a newline stays one string).
+// A reference to an unset variable without a default is a problem, since an
+// empty credential or address is almost never what was meant.
+func expandEnv(file string, n *yaml.Node, probs *Problems) {
+	if n == nil {
+		return
 	}
-	return out, nil
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		var missing []string
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			sub := envRef.FindStringSubmatch(m)
+			if v, ok := os.LookupEnv(sub[1]); ok {
+				return v
+			}
+			if sub[2] != "" {
+				return sub[3]
+			}
+			missing = append(missing, sub[1])
+			return m
+		})
+		if len(missing) > 0 {
+			*probs = append(*probs, Problem{File: file, Line: n.Line,
+				Msg: "environment variable not set: " + strings.Join(missing, ", ")})
+		}
+		// The parser tagged "${PORT}" as a string; clear the tag so yaml.v3
+		// resolves the expanded text, and an unquoted ${PORT} can fill an int
+		// field. A quoted reference stays a string.
+		n.Tag = ""
+		return
+	}
+	for _, c := range n.Content {
+		expandEnv(file, c, probs)
+	}
 }
 
 // LoadFile reads, expands and strictly decodes a YAML file into v. v should
@@ -138,10 +153,6 @@ func LoadFile(path string, v any) (*Doc, error) {
 
 // Load is LoadFile on bytes already read; file names them in errors.
 func Load(file string, data []byte, v any) (*Doc, error) {
-	data, err := ExpandEnv(file, data)
-	if err != nil {
-		return nil, err
-	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlProblems(file, err)
@@ -150,8 +161,19 @@ func Load(file string, data []byte, v any) (*Doc, error) {
 	if len(root.Content) == 0 {
 		return doc, nil // an empty file means all defaults
 	}
+	var probs Problems
+	expandEnv(file, &root, &probs)
 	if err := doc.Decode(root.Content[0], "", v); err != nil {
-		return doc, err
+		var more Problems
+		if errors.As(err, &more) {
+			probs = append(probs, more...)
+		} else {
+			probs = append(probs, Problem{File: file, Msg: err.Error()})
+		}
+	}
+	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
+		return doc, probs
 	}
 	return doc, nil
 }

@@ -13,6 +13,8 @@ type testInner struct {
 }
 
 type testConfig struct {
+	Port  int    `yaml:"port"`
+	Label string `yaml:"label"`
 	Agent struct {
 		ID      string `yaml:"id"`
 		DataDir string `yaml:"data_dir"`
@@ -87,9 +89,31 @@ func TestLoad_TypeErrorsHaveLines(t *testing.T) {
 
 func TestLoad_MissingEnvIsAnError(t *testing.T) {
 	var c testConfig
-	_, err := Load("c.yaml", []byte("agent:\n  id: ${CS_SURELY_UNSET_VAR}\n"), &c)
-	if err == nil || !strings.Contains(err.Error(), "CS_SURELY_UNSET_VAR") {
+	_, err := Load("c.yaml", []byte("# ${IN_A_COMMENT} is left alone\nagent:\n  id: ${CS_SURELY_UNSET_VAR}\n"), &c)
+	if err == nil || !strings.HasPrefix(err.Error(), "c.yaml:3: environment variable not set: CS_SURELY_UNSET_VAR") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestLoad_EnvNumbersResolve(t *testing.T) {
+	var c testConfig
+	t.Setenv("CS_TEST_PORT", "4222")
+	if _, err := Load("c.yaml", []byte("port: ${CS_TEST_PORT}\nlabel: \"${CS_TEST_PORT}\"\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 4222 || c.Label != "4222" {
+		t.Fatalf("port %d label %q", c.Port, c.Label)
+	}
+}
+
+func TestLoad_EnvValueCannotChangeStructure(t *testing.T) {
+	var c testConfig
+	t.Setenv("CS_TEST_HOSTILE", "x\nextra: 1\nagent: {id: evil}")
+	if _, err := Load("c.yaml", []byte("agent:\n  data_dir: ${CS_TEST_HOSTILE}\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Agent.DataDir != "x\nextra: 1\nagent: {id: evil}" || c.Agent.ID != "" {
+		t.Fatalf("config = %+v", c.Agent)
 	}
 }
 

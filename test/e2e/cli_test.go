@@ -3,6 +3,8 @@ package e2e
 import (
 	"io"
 	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -80,6 +82,25 @@ func TestCLI_VersionAndHelp(t *testing.T) {
 		}
 		if _, code := runCmd(t, prog, "no-such-command"); code != 2 {
 			t.Errorf("%s no-such-command: exit %d, want 2", prog, code)
+		}
+	}
+}
+
+// TestCLI_ExampleConfigsAreValid keeps the shipped examples in step with the
+// code: every file under configs/ must pass its program's check.
+func TestCLI_ExampleConfigsAreValid(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	files := map[string]string{
+		"configs/agent.yaml":          "citysense-agent",
+		"configs/collector.yaml":      "citysense-collector",
+		"configs/demo/agent.yaml":     "citysense-agent",
+		"configs/demo/collector.yaml": "citysense-collector",
+	}
+	for f, prog := range files {
+		out, code := runCmd(t, prog, "check", "-c", filepath.Join(root, f))
+		if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), ": ok") {
+			t.Errorf("%s check %s: exit %d\n%s", prog, f, code, out)
 		}
 	}
 }
