@@ -1,17 +1,27 @@
-// Package ingest moves agents' batches from the CS_RAW stream into the
-// store: a durable pull consumer fetches messages, each is decompressed
-// according to its Content-Encoding header (zstd, s2 or none), decoded as
-// line protocol, and the points of a whole fetch are written to the store in
-// one transaction before the messages are acknowledged.
+// Package ingest moves data through the collector's two JetStream stages:
+//
+//	CS_RAW ──(decode, enrich, partition)──▶ CS_SERIES ──(decode)──▶ store
+//
+// Both stages are the same loop, an Ingester: a durable pull consumer fetches
+// messages, decompresses each according to its Content-Encoding header
+// (zstd, s2 or none), decodes it as line protocol, and hands the whole fetch
+// to a Sink as one Batch per message; only when the sink returns are the
+// messages acknowledged. The first stage's sink is a SeriesPublisher (enrich,
+// split by ring.Partition, publish to cs.series.<p>, wait for every ack); the
+// second's is the store (Points adapts its point-level Write).
 //
 // What happens to a message:
-//   - stored (some lines may have been bad: those are counted and logged,
-//     the rest stored): Ack, and JetStream's work queue forgets it;
+//   - handled (some lines may have been bad: those are counted and logged,
+//     the rest passed on): Ack;
 //   - cannot be decompressed or has an unknown encoding: Term, since no
 //     retry can succeed; counted and logged with its Nats-Msg-Id;
-//   - the store failed: NakWithDelay, JetStream redelivers it later.
+//   - the sink failed (store error, enrichment error, CS_SERIES unavailable):
+//     NakWithDelay, JetStream redelivers it later.
 //
-// It talks to the bus only through nats.go's jetstream client and to the
-// store only through the Writer interface. It must not import
-// nats-server (bus owns it), the api or the portal.
+// A message processed twice is harmless: partition messages carry the id
+// <raw-batch-id>-p<partition>, dropped by CS_SERIES's duplicate window, and
+// the store writes a series+timestamp once however often it sees it.
+//
+// It talks to the bus only through nats.go's jetstream client. It must not
+// import nats-server (bus owns it), the api or the portal.
 package ingest

@@ -21,10 +21,39 @@ import (
 	"github.com/citysense/citysense/protocols"
 )
 
-// Writer is the store as ingest needs it. Write must return only once the
-// points are durable: the messages they came from are acknowledged next.
+// Sink takes the decoded batches of one fetch, one Batch per message with
+// the message's id (the agent's <agent-id>-<batch-seq>). Write must return
+// only once the points are durable: the messages are acknowledged next. An
+// error makes every message of the fetch come back later.
+type Sink interface {
+	Write(ctx context.Context, batches []protocols.Batch) (int, error)
+}
+
+// Writer is the store as ingest needs it: a point-level Write that returns
+// once the points are durable.
 type Writer interface {
 	Write(pts []protocols.Point) (int, error)
+}
+
+// Points adapts a Writer to a Sink: all points of a fetch go to the store in
+// one Write, so in one transaction.
+func Points(w Writer) Sink { return pointsSink{w} }
+
+type pointsSink struct{ w Writer }
+
+func (s pointsSink) Write(_ context.Context, batches []protocols.Batch) (int, error) {
+	if len(batches) == 1 {
+		return s.w.Write(batches[0].Points)
+	}
+	n := 0
+	for _, b := range batches {
+		n += len(b.Points)
+	}
+	pts := make([]protocols.Point, 0, n)
+	for _, b := range batches {
+		pts = append(pts, b.Points...)
+	}
+	return s.w.Write(pts)
 }
 
 // Config tunes the consumer.
@@ -65,10 +94,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Ingester consumes one stream into a Writer.
+// Ingester consumes one stream into a Sink.
 type Ingester struct {
 	js  jetstream.JetStream
-	w   Writer
+	w   Sink
 	cfg Config
 	log *slog.Logger
 
@@ -87,7 +116,7 @@ type Ingester struct {
 }
 
 // New prepares an Ingester without doing I/O. A nil log discards.
-func New(js jetstream.JetStream, w Writer, cfg Config, log *slog.Logger) (*Ingester, error) {
+func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingester, error) {
 	if log == nil {
 		log = cli.Discard()
 	}
@@ -155,8 +184,12 @@ func (in *Ingester) Run(ctx context.Context) error {
 		msgs, err = in.fetch(ctx, cons, msgs[:0])
 		if len(msgs) > 0 {
 			// Even when ctx was cancelled meanwhile, what was fetched is
-			// stored and acknowledged: the connection outlives Run.
-			in.process(msgs)
+			// stored and acknowledged: the connection outlives Run. The
+			// sink gets a context of its own, bounded by AckWait, since
+			// past that the messages come back anyway.
+			wctx, cancel := context.WithTimeout(context.Background(), in.cfg.AckWait)
+			in.process(wctx, msgs)
+			cancel()
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -199,15 +232,15 @@ func (in *Ingester) fetch(ctx context.Context, cons jetstream.Consumer, msgs []j
 	return msgs, rest.Error()
 }
 
-// process stores the points of msgs in one transaction and settles every
-// message.
-func (in *Ingester) process(msgs []jetstream.Msg) {
+// process hands the points of msgs to the sink in one call and settles
+// every message.
+func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 	type decoded struct {
 		msg    jetstream.Msg
 		id     string
 		points int
 	}
-	var pts []protocols.Point
+	var batches []protocols.Batch
 	var ok []decoded
 	for _, m := range msgs {
 		id := batchID(m)
@@ -230,7 +263,7 @@ func (in *Ingester) process(msgs []jetstream.Msg) {
 		if md, err := m.Metadata(); err == nil {
 			now = md.Timestamp
 		}
-		before := len(pts)
+		var pts []protocols.Point
 		err = protocols.Decode(body, protocols.DecodeOptions{Now: now}, func(p protocols.Point) error {
 			pts = append(pts, p)
 			return nil
@@ -241,7 +274,7 @@ func (in *Ingester) process(msgs []jetstream.Msg) {
 			in.badLines.Add(bad)
 			if allowed, suppressed := in.badLineLog.allow(time.Now()); allowed {
 				in.log.Warn("ingest: bad lines in batch, storing the rest", "batch", id, "subject", m.Subject(),
-					"bad_lines", bad, "good_points", len(pts)-before, "err", de.Errs[0], "suppressed", suppressed)
+					"bad_lines", bad, "good_points", len(pts), "err", de.Errs[0], "suppressed", suppressed)
 			}
 		} else if err != nil {
 			// Decode only fails otherwise when the callback does, and ours
@@ -249,16 +282,17 @@ func (in *Ingester) process(msgs []jetstream.Msg) {
 			in.badLines.Inc()
 			in.log.Warn("ingest: decode failed", "batch", id, "err", err)
 		}
-		ok = append(ok, decoded{msg: m, id: id, points: len(pts) - before})
+		ok = append(ok, decoded{msg: m, id: id, points: len(pts)})
+		batches = append(batches, protocols.Batch{ID: id, Points: pts})
 	}
 	if len(ok) == 0 {
 		return
 	}
-	n, err := in.w.Write(pts)
+	n, err := in.w.Write(ctx, batches)
 	if err != nil {
 		in.writeErrors.Inc()
-		in.log.Error("ingest: store write failed, batches will be redelivered", "batches", len(ok), "points", len(pts),
-			"retry_in", in.cfg.RetryDelay, "err", err)
+		in.log.Error("ingest: write failed, batches will be redelivered", "stream", in.cfg.Stream, "batches", len(ok),
+			"first_batch", ok[0].id, "retry_in", in.cfg.RetryDelay, "err", err)
 		for _, d := range ok {
 			if err := d.msg.NakWithDelay(in.cfg.RetryDelay); err != nil {
 				in.log.Warn("ingest: nak failed", "batch", d.id, "err", err)
@@ -275,7 +309,7 @@ func (in *Ingester) process(msgs []jetstream.Msg) {
 			continue
 		}
 		in.batches.Inc()
-		in.log.Debug("ingest: batch stored", "batch", d.id, "subject", d.msg.Subject(), "points", d.points)
+		in.log.Debug("ingest: batch done", "stream", in.cfg.Stream, "batch", d.id, "subject", d.msg.Subject(), "points", d.points)
 	}
 }
 

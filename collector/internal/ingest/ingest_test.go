@@ -30,7 +30,7 @@ type harness struct {
 	agent jetstream.JetStream
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -62,7 +62,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) run(t *testing.T, w Writer, cfg Config) *Ingester {
 	t.Helper()
 	cfg.Stream = bus.StreamRaw
-	in, err := New(h.bus.JetStream(), w, cfg, nil)
+	in, err := New(h.bus.JetStream(), Points(w), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func zstdBytes(t *testing.T, b []byte) []byte {
+func zstdBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {

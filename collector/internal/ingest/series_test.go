@@ -1,0 +1,178 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citysense/citysense/collector/internal/bus"
+	"github.com/citysense/citysense/collector/internal/ring"
+	"github.com/citysense/citysense/protocols"
+	"github.com/citysense/citysense/protocols/sim"
+)
+
+// tagEnricher adds a tag to every point, so the test can see that the store
+// holds enriched data and not the raw batch.
+type tagEnricher struct{ fail bool }
+
+func (e tagEnricher) Enrich(pts []protocols.Point) ([]protocols.Point, error) {
+	if e.fail {
+		return nil, errors.New("stage broke")
+	}
+	for i := range pts {
+		pts[i].SetTag("enriched", "yes")
+	}
+	return pts, nil
+}
+
+// runStages wires the collector's two ingest stages on a real bus:
+// CS_RAW → enrich → CS_SERIES partitions → store.
+func (h *harness) runStages(t *testing.T, enrich Enricher, partitions int) (*SeriesPublisher, *Ingester, *Ingester) {
+	t.Helper()
+	sp, err := NewSeriesPublisher(h.bus.JetStream(), enrich, SeriesConfig{SubjectPrefix: "cs.series.", Partitions: partitions}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := h.runSink(t, sp, Config{Stream: bus.StreamRaw, Durable: "enrich"})
+	series := h.runSink(t, Points(h.store), Config{Stream: bus.StreamSeries, Durable: "store"})
+	return sp, raw, series
+}
+
+func (h *harness) runSink(t *testing.T, s Sink, cfg Config) *Ingester {
+	t.Helper()
+	in, err := New(h.bus.JetStream(), s, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run(%s) = %v", cfg.Stream, err)
+		}
+	})
+	return in
+}
+
+func TestSeriesPublisher_TwoStages_storeEnrichedPointsExactly(t *testing.T) {
+	h := newHarness(t)
+	_, raw, series := h.runStages(t, tagEnricher{}, 8)
+
+	params := sim.Params{Stations: 40, Seed: 7, Interval: 10 * time.Second, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var want []protocols.Point
+	for tick := 0; tick < 5; tick++ {
+		pts := sim.Generate(params, tick)
+		body, err := protocols.AppendLines(nil, pts, protocols.Nanosecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.publish(t, "gw-1-"+string(rune('a'+tick)), "zstd", zstdBytes(t, body))
+		want = append(want, pts...)
+	}
+	waitFor(t, "raw stage to take 5 batches", func() bool { return raw.batches.Get() == 5 })
+	waitFor(t, "store stage to write every point", func() bool { return series.points.Get() == uint64(len(want)) })
+
+	// Every field value is in the store under the enriched series key, and
+	// nothing else is.
+	stored := map[string]sample{}
+	for _, f := range []string{"pm25", "pm10", "no2", "temperature", "humidity", "laeq", "count", "lat", "lon"} {
+		for _, s := range selectAll(t, h.store, f) {
+			stored[s.key+"@"+strconv.FormatInt(s.t, 10)] = s
+		}
+	}
+	nvalues := 0
+	for _, p := range want {
+		p = p.Clone()
+		p.SetTag("enriched", "yes")
+		for _, f := range p.Fields {
+			nvalues++
+			s, ok := stored[p.SeriesKey(f.Key)+"@"+strconv.FormatInt(p.Time, 10)]
+			if !ok || !s.v.Equal(f.Value) {
+				t.Fatalf("%s at %d = %v not stored enriched (got %v)", p.SeriesKey(f.Key), p.Time, f.Value, s.v)
+			}
+		}
+	}
+	if len(stored) != nvalues {
+		t.Fatalf("store holds %d values, want %d", len(stored), nvalues)
+	}
+	// Partition messages: each lands on the subject of its partition.
+	st, err := h.bus.JetStream().Stream(context.Background(), bus.StreamSeries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("cs.series.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.State.Subjects) < 6 {
+		t.Fatalf("only %d of 8 partitions used by 40 stations: %v", len(info.State.Subjects), info.State.Subjects)
+	}
+	for subj := range info.State.Subjects {
+		if !strings.HasPrefix(subj, "cs.series.") {
+			t.Fatalf("unexpected subject %q", subj)
+		}
+	}
+}
+
+func TestSeriesPublisher_Write_replayIsDeduplicated(t *testing.T) {
+	h := newHarness(t)
+	sp, err := NewSeriesPublisher(h.bus.JetStream(), nil, SeriesConfig{SubjectPrefix: "cs.series.", Partitions: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts := sim.Generate(sim.Params{Stations: 20, Seed: 1, Interval: time.Second, Start: time.Unix(1767225600, 0)}, 0)
+	ctx := context.Background()
+	n1, err := sp.Write(ctx, []protocols.Batch{{ID: "gw-9-1", Points: pts}})
+	if err != nil || n1 != len(pts) {
+		t.Fatalf("first write = %d, %v; want %d", n1, err, len(pts))
+	}
+	st, _ := h.bus.JetStream().Stream(ctx, bus.StreamSeries)
+	info, _ := st.Info(ctx)
+	msgs := info.State.Msgs
+	if msgs == 0 || msgs > 4 {
+		t.Fatalf("CS_SERIES holds %d messages after one batch over 4 partitions", msgs)
+	}
+	// The raw batch comes again (the collector died before acking it).
+	if _, err := sp.Write(ctx, []protocols.Batch{{ID: "gw-9-1", Points: pts}}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ = st.Info(ctx)
+	if info.State.Msgs != msgs {
+		t.Fatalf("replayed batch added messages: %d → %d", msgs, info.State.Msgs)
+	}
+	// Points of one reading stay together in their partition.
+	for i := range pts {
+		if ring.Partition(&pts[i], 4) < 0 {
+			t.Fatal("bad partition")
+		}
+	}
+}
+
+func TestSeriesPublisher_Write_enrichErrorRetriesRaw(t *testing.T) {
+	h := newHarness(t)
+	_, raw, series := h.runStages(t, tagEnricher{fail: true}, 2)
+	h.publish(t, "gw-1-x", "", []byte("air,station=s1 pm25=1 1767225600000000000\n"))
+	waitFor(t, "a failed write", func() bool { return raw.writeErrors.Get() >= 1 })
+	if raw.batches.Get() != 0 || series.points.Get() != 0 {
+		t.Fatalf("a batch the chain failed on was acknowledged (%d) or stored (%d)", raw.batches.Get(), series.points.Get())
+	}
+	if n := h.rawMsgs(t); n != 1 {
+		t.Fatalf("CS_RAW holds %d messages, want the failed one kept", n)
+	}
+}
+
+func TestNewSeriesPublisher_badConfig(t *testing.T) {
+	if _, err := NewSeriesPublisher(nil, nil, SeriesConfig{SubjectPrefix: "x.", Partitions: 0}, nil); err == nil {
+		t.Error("0 partitions accepted")
+	}
+	if _, err := NewSeriesPublisher(nil, nil, SeriesConfig{Partitions: 2}, nil); err == nil {
+		t.Error("empty prefix accepted")
+	}
+}
