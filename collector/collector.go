@@ -99,7 +99,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}
 	defer b.Shutdown()
 
-	in, err := ingest.New(b.JetStream(), st, ingest.Config{
+	in, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{
 		Stream:     bus.StreamRaw,
 		Batch:      cfg.Ingest.Batch,
 		AckWait:    cfg.Ingest.AckWait.D(),
