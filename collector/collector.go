@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/citysense/citysense/collector/internal/api"
+	"github.com/citysense/citysense/collector/internal/auth"
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/config"
 	"github.com/citysense/citysense/collector/internal/ingest"
@@ -25,6 +26,10 @@ import (
 // after the collector was asked to stop.
 const shutdownTimeout = 10 * time.Second
 
+// credsPollInterval is how soon a change to agents.json or tokens.json
+// made by the CLI takes effect in a running collector.
+const credsPollInterval = time.Second
+
 // Collector is one collector node.
 type Collector struct {
 	cfg config.Config
@@ -33,6 +38,7 @@ type Collector struct {
 	started  chan struct{}
 	httpAddr string
 	natsURL  string
+	mqttURL  string
 }
 
 // New checks cfg and prepares a collector without doing I/O. A nil log
@@ -58,6 +64,9 @@ func (c *Collector) HTTPAddr() string { return c.httpAddr }
 // NATSURL is the URL agents publish to.
 func (c *Collector) NATSURL() string { return c.natsURL }
 
+// MQTTURL is the MQTT listener's URL, or "" when it is off.
+func (c *Collector) MQTTURL() string { return c.mqttURL }
+
 // Run runs the collector until ctx is cancelled and returns nil after a
 // clean shutdown. It returns an error when a part cannot start or stops on
 // its own; the parts already started are shut down first. Run may be
@@ -72,6 +81,12 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}()
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory %q: %w", cfg.Node.DataDir, err)
+	}
+
+	// Agents and tokens, shared through their files with the CLI.
+	creds, err := auth.Open(cfg.Node.DataDir, c.log)
+	if err != nil {
+		return err
 	}
 
 	// Deferred in reverse: the bus stops before the store closes.
@@ -90,6 +105,14 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		StoreDir:   cfg.Node.DataDir,
 		Listen:     cfg.NATS.Listen,
 		SyncAlways: cfg.NATS.SyncAlways,
+		TLS: bus.TLSConfig{
+			CertFile:      cfg.NATS.TLS.Cert,
+			KeyFile:       cfg.NATS.TLS.Key,
+			CAFile:        cfg.NATS.TLS.CA,
+			VerifyClients: cfg.NATS.TLS.VerifyClients,
+		},
+		MQTTListen:  cfg.MQTT.Listen,
+		Credentials: creds,
 	}, c.log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -98,6 +121,16 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer b.Shutdown()
+
+	// Changes to the credentials (from the CLI, or the admin API) close
+	// the connections they invalidate. Stopped before the bus.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		creds.Watch(watchCtx, credsPollInterval, b.Revalidate)
+	}()
+	defer func() { stopWatch(); <-watchDone }()
 
 	in, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{
 		Stream:     bus.StreamRaw,
@@ -116,9 +149,18 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("http listen %q: %w", cfg.HTTP.Listen, err)
 	}
 	handler := api.New(api.Options{
-		Store:   st,
-		Ready:   b.Ready,
-		Metrics: []*metrics.Set{in.Metrics()},
+		Store:       st,
+		Ready:       b.Ready,
+		Metrics:     []*metrics.Set{in.Metrics(), b.Metrics()},
+		Credentials: creds,
+		Bus:         b,
+		Write: api.WriteLimits{
+			MaxBody:   int64(cfg.HTTP.MaxBody),
+			MaxPast:   cfg.Ingest.MaxPast.D(),
+			MaxFuture: cfg.Ingest.MaxFuture.D(),
+			MaxTags:   cfg.Ingest.MaxTags,
+			MaxFields: cfg.Ingest.MaxFields,
+		},
 	}, c.log)
 	srv := api.NewServer(handler, c.log)
 
@@ -131,9 +173,10 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
-	c.httpAddr, c.natsURL = ln.Addr().String(), b.ClientURL()
+	c.httpAddr, c.natsURL, c.mqttURL = ln.Addr().String(), b.ClientURL(), b.MQTTURL()
 	close(c.started)
-	c.log.Info("collector started", "node", cfg.Node.Name, "http", c.httpAddr, "nats", c.natsURL, "data_dir", cfg.Node.DataDir)
+	c.log.Info("collector started", "node", cfg.Node.Name, "http", c.httpAddr, "nats", c.natsURL, "mqtt", c.mqttURL,
+		"data_dir", cfg.Node.DataDir, "dev_mode", b.DevMode())
 
 	var runErr error
 	ingestStopped, httpStopped := false, false
@@ -176,8 +219,12 @@ func orUnexpected(err error) error {
 	return err
 }
 
-// Interface guards: the store is what ingest and the API expect.
+// Interface guards: the store and the credentials are what ingest, the
+// API and the bus expect.
 var (
-	_ ingest.Writer = (*store.Store)(nil)
-	_ api.Store     = (*store.Store)(nil)
+	_ ingest.Writer   = (*store.Store)(nil)
+	_ api.Store       = (*store.Store)(nil)
+	_ api.Credentials = (*auth.Credentials)(nil)
+	_ bus.Credentials = (*auth.Credentials)(nil)
+	_ api.Publisher   = (*bus.Bus)(nil)
 )

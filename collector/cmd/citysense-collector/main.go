@@ -29,14 +29,29 @@ SYNOPSIS
     citysense-collector [run] [-c FILE] [--data-dir DIR] [--http ADDR]
                         [--nats ADDR] [--log-level LEVEL] [--log-format FORMAT]
     citysense-collector check -c FILE
+    citysense-collector agent add|revoke ID [-c FILE] [--data-dir DIR]
+    citysense-collector agent list [-c FILE] [--data-dir DIR]
+    citysense-collector token add NAME [--admin] [-c FILE] [--data-dir DIR]
+    citysense-collector token revoke NAME [-c FILE] [--data-dir DIR]
+    citysense-collector token list [-c FILE] [--data-dir DIR]
     citysense-collector version
     citysense-collector help
 
 DESCRIPTION
     The collector runs an embedded NATS server with JetStream. Agents publish
     batches of Influx line protocol (optionally zstd- or s2-compressed) to
-    cs.raw.<agent-id>; the collector stores every point in its time-series
-    store and serves it over HTTP as JSON and on a small web portal.
+    cs.raw.<agent-id>; Influx-compatible writers (Telegraf, curl) POST line
+    protocol to /write or /api/v2/write. The collector stores every point in
+    its time-series store and serves it over HTTP as JSON and on a small web
+    portal.
+
+    Agents authenticate with an NKey issued by "agent add" and may publish
+    only to their own subject; HTTP writers and MQTT devices with a token
+    issued by "token add". A collector whose NATS (and MQTT) listener is on
+    loopback only and that has no enrolled agent runs in DEVELOPMENT MODE:
+    it accepts clients without credentials, says so in a warning every 10
+    minutes and in the metric citysense_bus_dev_mode. The first enrolled
+    agent ends it.
 
     Without a configuration file it runs one node named c1 with its data in
     ./data, HTTP on 127.0.0.1:8080 and NATS on 127.0.0.1:4222.
@@ -47,22 +62,45 @@ COMMANDS
               command. A second signal ends the process at once.
     check     Validate a configuration file and print every problem as
               FILE:LINE: KEY: MESSAGE, or "FILE: ok".
+    agent add ID
+              Enroll an agent: create its NKey, record its public key in
+              DIR/agents.json, write its credentials (the NKey seed) to
+              DIR/agents/ID.creds (mode 0600) and print the agent.yaml
+              snippet that uses them. ID is 1 to 64 of A-Z a-z 0-9 _ -;
+              "http" is reserved. A revoked ID may be enrolled again.
+    agent list
+              Print every agent: id, public key, created, revoked.
+    agent revoke ID
+              Revoke an agent; a running collector closes its connections.
+    token add NAME [--admin]
+              Create an API token and print it once (only its SHA-256 hash
+              is kept, in DIR/tokens.json). Any token may write through the
+              Influx API and connect MQTT devices; --admin tokens may also
+              use /admin/v1/.
+    token list
+              Print every token: name, admin, created, revoked.
+    token revoke NAME
+              Revoke a token.
     version   Print the version and build information.
     help      Print this text.
+
+    agent and token commands work while the collector runs: it picks up
+    changes to agents.json and tokens.json within a second.
 
 OPTIONS
     -c, --config FILE
               Read the configuration from FILE (YAML). Unknown keys are
               errors; ${VAR} and ${VAR:-default} expand environment variables.
     --data-dir DIR
-              Directory for the store and JetStream (node.data_dir).
-              Default ./data.
+              Directory for the store, JetStream and the credentials
+              (node.data_dir). Default ./data.
     --http ADDR
               Listen address of the API and portal (http.listen).
               Default 127.0.0.1:8080. Port 0 picks a free port.
     --nats ADDR
               Listen address of the NATS server (nats.listen).
               Default 127.0.0.1:4222. Port 0 picks a free port.
+    --admin   With token add: the token may use the admin API.
     --log-level LEVEL
               debug, info, warn or error (log.level). Default info.
     --log-format FORMAT
@@ -78,9 +116,18 @@ CONFIGURATION
       data_dir: ./data
     http:
       listen: 127.0.0.1:8080
+      max_body: 32MiB            # Influx write body, also after gunzip
     nats:
       listen: 127.0.0.1:4222
       sync_always: false         # true: fsync each message (survives power loss)
+      tls:                       # off unless cert is set
+        cert: /etc/citysense/nats.pem
+        key: /etc/citysense/nats-key.pem
+        ca: /etc/citysense/agents-ca.pem  # with verify_clients
+        verify_clients: false    # true: agents need a certificate too
+    mqtt:
+      listen: ""                 # e.g. 127.0.0.1:1883; off by default;
+                                 # best effort, see docs/collector.md
     log:
       level: info
       format: auto
@@ -88,6 +135,10 @@ CONFIGURATION
       batch: 100                 # messages per store transaction
       ack_wait: 30s              # redelivery when unacknowledged
       retry_delay: 5s            # redelivery delay after a store error
+      max_past: 7305d            # Influx write: oldest timestamp accepted
+      max_future: 1h             # Influx write: newest timestamp accepted
+      max_tags: 64               # Influx write: tags per point at most
+      max_fields: 256            # Influx write: fields per point at most
 
 HTTP ENDPOINTS
     GET /api/v1/series?field=F[&measurement=M][&station=S][&district=D]
@@ -97,12 +148,30 @@ HTTP ENDPOINTS
               inclusive. At most 1,000,000 points per answer.
     GET /api/v1/stations    Stations as a GeoJSON FeatureCollection.
     GET /                   Portal page listing the stations.
+    POST /api/v2/write?org=O&bucket=B[&precision=ns|us|ms|s]
+              Influx v2 write: line protocol, optionally gzip
+              (Content-Encoding), with "Authorization: Token TOKEN". 204 once
+              JetStream stored the points; 400 names the rejected lines (the
+              others are stored); 401 without a valid token; 413 over
+              http.max_body; 503 with Retry-After when the bus is down.
+    POST /write?db=D[&precision=n|ns|u|us|ms|s][&u=USER&p=TOKEN]
+              Influx v1 write, the same; the token may also be the password
+              of Basic auth or "Authorization: Token TOKEN".
+    GET|POST /admin/v1/agents, DELETE /admin/v1/agents/ID
+    GET|POST /admin/v1/tokens, DELETE /admin/v1/tokens/NAME
+              Enrollment over HTTP, with "Authorization: Bearer ADMIN-TOKEN".
+              POST {"id":"gw-a"} answers the credentials once, in "creds";
+              POST {"name":"x","admin":false} the token once, in "token".
+    GET /ping               204, for InfluxDB clients that probe first.
     GET /healthz, /readyz   Liveness and readiness (JetStream up).
     GET /metrics            Prometheus metrics.
 
 FILES
-    DIR/store.db      The time-series store (bbolt).
-    DIR/jetstream/    JetStream's file store: batches not yet ingested.
+    DIR/store.db          The time-series store (bbolt).
+    DIR/jetstream/        JetStream's file store: batches not yet ingested.
+    DIR/agents.json       Enrolled agents: id, public key, created, revoked.
+    DIR/tokens.json       API tokens: name, SHA-256 hash, admin, revoked.
+    DIR/agents/ID.creds   An agent's credentials, written by agent add.
 
 EXAMPLES
     Run with the defaults:
@@ -114,15 +183,20 @@ EXAMPLES
     Validate a file before deploying it:
         citysense-collector check -c collector.yaml
 
-    Send one reading by hand with the nats CLI, then read it back:
-        nats pub -s nats://127.0.0.1:4222 --jetstream -H Nats-Msg-Id:manual-1 \
-            cs.raw.manual 'air,station=s0001 pm25=12.3'
+    Enroll a gateway and give Telegraf a token:
+        citysense-collector agent add gw-017 -c /etc/citysense/collector.yaml
+        citysense-collector token add telegraf -c /etc/citysense/collector.yaml
+
+    Write a reading over HTTP, then read it back:
+        curl -i -H "Authorization: Token $TOKEN" --data-binary \
+            'air,station=s0001 pm25=12.3' \
+            'http://127.0.0.1:8080/api/v2/write?org=city&bucket=sensors'
         curl 'http://127.0.0.1:8080/api/v1/series?station=s0001&field=pm25'
 
 EXIT STATUS
     0    success, or a clean shutdown after SIGINT/SIGTERM
-    1    the collector failed while running
-    2    usage error: unknown command or option
+    1    the collector failed while running, or an agent/token change failed
+    2    usage error: unknown command or option, or a bad agent id or token name
     3    the configuration is invalid or cannot be read
 `
 
@@ -141,6 +215,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCmd(args, stdout, stderr)
 	case "check":
 		return checkCmd(args, stdout, stderr)
+	case "agent", "token":
+		return credsCmd(cmd, args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			return usageError(stderr, "version takes no arguments")

@@ -44,8 +44,17 @@ type Options struct {
 	Metrics []*metrics.Set
 	// MaxPoints bounds a series answer; zero means DefaultMaxPoints.
 	MaxPoints int
-	// Now is the clock for default time ranges; nil means time.Now.
+	// Now is the clock for default time ranges and the write endpoints'
+	// timestamp limits; nil means time.Now.
 	Now func() time.Time
+	// Credentials check the tokens of the write and admin endpoints and
+	// carry out the admin API's changes; nil refuses both with 401.
+	Credentials Credentials
+	// Bus takes the batches of the write endpoints; nil answers them 503.
+	Bus Publisher
+	// Write bounds the write endpoints; the zero value means
+	// DefaultWriteLimits.
+	Write WriteLimits
 }
 
 // API is the collector's HTTP handler.
@@ -54,6 +63,12 @@ type API struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	set  *metrics.Set
+
+	writeSlots        chan struct{} // one per write request being processed
+	writePoints       *metrics.Counter
+	writeRejected     *metrics.Counter
+	writeBytes        *metrics.Counter
+	writeUnauthorized *metrics.Counter
 }
 
 // New builds the handler. A nil log discards.
@@ -70,7 +85,47 @@ func New(opts Options, log *slog.Logger) *API {
 	if opts.Ready == nil {
 		opts.Ready = func() error { return nil }
 	}
-	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: metrics.NewSet()}
+	if opts.Write == (WriteLimits{}) {
+		opts.Write = DefaultWriteLimits()
+	}
+	if opts.Write.MaxLine <= 0 {
+		opts.Write.MaxLine = DefaultWriteLimits().MaxLine
+	}
+	set := metrics.NewSet()
+	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: set,
+		writeSlots:        make(chan struct{}, maxConcurrentWrites),
+		writePoints:       set.NewCounter("citysense_api_write_points_total"),
+		writeRejected:     set.NewCounter("citysense_api_write_rejected_lines_total"),
+		writeBytes:        set.NewCounter("citysense_api_write_bytes_total"),
+		writeUnauthorized: set.NewCounter("citysense_api_write_unauthorized_total"),
+	}
+	// Influx write compatibility: what Telegraf's outputs.influxdb and
+	// outputs.influxdb_v2 send.
+	a.mux.HandleFunc("POST /write", a.writeV1)
+	a.mux.HandleFunc("POST /api/v2/write", a.writeV2)
+	// InfluxDB clients probe /ping before writing; GET also answers HEAD.
+	a.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Influxdb-Build", "CitySense")
+		w.Header().Set("X-Influxdb-Version", "citysense")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	a.mux.HandleFunc("GET /admin/v1/agents", a.admin(a.listAgents))
+	a.mux.HandleFunc("POST /admin/v1/agents", a.admin(a.addAgent))
+	a.mux.HandleFunc("DELETE /admin/v1/agents/{id}", a.admin(a.revokeAgent))
+	a.mux.HandleFunc("GET /admin/v1/tokens", a.admin(a.listTokens))
+	a.mux.HandleFunc("POST /admin/v1/tokens", a.admin(a.addToken))
+	a.mux.HandleFunc("DELETE /admin/v1/tokens/{name}", a.admin(a.revokeToken))
+	for path, allow := range map[string]string{
+		"/admin/v1/agents": "GET, POST", "/admin/v1/agents/{id}": "DELETE",
+		"/admin/v1/tokens": "GET, POST", "/admin/v1/tokens/{name}": "DELETE",
+	} {
+		// Without these, the catch-all below would answer 404 to a
+		// known path with the wrong method.
+		a.mux.HandleFunc(path, methodNotAllowed(allow))
+	}
+	a.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
 	a.mux.HandleFunc("GET /api/v1/series", a.series)
 	a.mux.HandleFunc("GET /api/v1/stations", a.stations)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -83,13 +138,25 @@ func New(opts Options, log *slog.Logger) *API {
 	return a
 }
 
-// Metrics is the API's own metrics set (requests by route and status).
+// Metrics is the API's own metrics set:
+//
+//   - citysense_api_requests_total{route,code}: requests by route and status
+//   - citysense_api_write_points_total: points the write endpoints published
+//   - citysense_api_write_rejected_lines_total: lines they refused (400)
+//   - citysense_api_write_bytes_total: body bytes they read, decompressed
+//   - citysense_api_write_unauthorized_total: writes without a valid token
 func (a *API) Metrics() *metrics.Set { return a.set }
+
+// writable reports whether path takes methods other than GET and HEAD:
+// only the write endpoints and the admin API, which carry a token.
+func writable(path string) bool {
+	return path == "/write" || path == "/api/v2/write" || strings.HasPrefix(path, "/admin/")
+}
 
 // ServeHTTP applies the limits common to every endpoint and dispatches.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !writable(r.URL.Path) {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; the API is read-only")
 		a.count("other", http.StatusMethodNotAllowed)

@@ -8,12 +8,15 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/citysense/citysense/internal/cli"
 )
@@ -46,7 +49,27 @@ type Config struct {
 	// ReadyTimeout bounds the wait for the server to accept clients;
 	// zero means 10s.
 	ReadyTimeout time.Duration
+	// TLS, when CertFile is set, makes the client listener require TLS.
+	TLS TLSConfig
+	// MQTTListen turns on nats-server's MQTT listener at host:port (port
+	// 0 picks a free one); empty leaves it off.
+	MQTTListen string
+	// Credentials decide who may connect; nil means nobody is enrolled.
+	Credentials Credentials
 }
+
+// TLSConfig is the client listener's TLS.
+type TLSConfig struct {
+	CertFile, KeyFile string
+	// CAFile is the bundle client certificates must chain to, used with
+	// VerifyClients.
+	CAFile        string
+	VerifyClients bool
+}
+
+// devModeWarnEvery is how often a collector in development mode repeats
+// its warning, so that it is in every stretch of log someone reads.
+const devModeWarnEvery = 10 * time.Minute
 
 // RawStreamConfig is the configuration of CS_RAW.
 func RawStreamConfig() jetstream.StreamConfig {
@@ -75,11 +98,16 @@ func SeriesStreamConfig() jetstream.StreamConfig {
 
 // Bus is a running embedded server with its streams.
 type Bus struct {
-	srv *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	log *slogLogger
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slogLogger
+	auth    *authenticator
+	metrics *busMetrics
+	mqttURL string
 
+	stop         chan struct{} // closed by Shutdown: ends the background goroutine
+	wg           sync.WaitGroup
 	shutdownOnce sync.Once
 }
 
@@ -98,6 +126,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	creds := cfg.Credentials
+	if creds == nil {
+		creds = noCredentials{}
+	}
+	// The collector's own connection authenticates with a key that exists
+	// only in this process, so it needs no file and no exception in the
+	// authenticator that a client could also reach.
+	internal, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("start nats server: internal key: %w", err)
+	}
+	internalPub, err := internal.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("start nats server: internal key: %w", err)
+	}
+	authn := &authenticator{
+		creds:        creds,
+		internalKey:  internalPub,
+		loopbackOnly: loopbackHost(host),
+		log:          log,
+		refusedLog:   limiter{every: 10 * time.Second},
+	}
 	opts := &server.Options{
 		ServerName: cfg.Name,
 		Host:       host,
@@ -109,24 +159,58 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		// install its own handlers (its SIGINT handler calls os.Exit).
 		NoSigs: true,
 		Debug:  log.Enabled(ctx, slog.LevelDebug),
+		// Every client, the collector's own included, goes through the
+		// authenticator; the nonce lets NKey clients prove their key.
+		CustomClientAuthentication: authn,
+		AlwaysEnableNonce:          true,
 	}
+	if cfg.TLS.CertFile != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cfg.TLS.CertFile,
+			KeyFile:  cfg.TLS.KeyFile,
+			CaFile:   cfg.TLS.CAFile,
+			Verify:   cfg.TLS.VerifyClients,
+			Timeout:  tlsTimeout.Seconds(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start nats server: tls: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSVerify, opts.TLSTimeout = true, tc, cfg.TLS.VerifyClients, tlsTimeout.Seconds()
+	}
+	if cfg.MQTTListen != "" {
+		mhost, mport, err := splitListen(cfg.MQTTListen)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+		opts.MQTT.Host, opts.MQTT.Port = mhost, mport
+		authn.loopbackOnly = authn.loopbackOnly && loopbackHost(mhost)
+	}
+	authn.metrics = newBusMetrics(authn.devMode)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
 	}
-	logger := &slogLogger{log: log}
+	logger := &slogLogger{log: log, violations: authn.metrics.violations, violationLog: limiter{every: 10 * time.Second}}
 	// Trace would log every protocol message; it stays off.
 	srv.SetLoggerV2(logger, opts.Debug, false, false)
 	srv.Start()
 
-	b := &Bus{srv: srv, log: logger}
+	b := &Bus{srv: srv, log: logger, auth: authn, metrics: authn.metrics, stop: make(chan struct{})}
 	if err := b.waitReady(cfg.ReadyTimeout); err != nil {
 		b.Shutdown()
 		return nil, err
 	}
-	nc, err := nats.Connect(srv.ClientURL(),
+	if cfg.MQTTListen != "" {
+		// The server wrote the bound port into opts before it reported
+		// ready (under its lock, which ReadyForConnections takes too).
+		b.mqttURL = "mqtt://" + net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port))
+	}
+	// The URL only names the server: the connection is a pipe, never TLS.
+	nc, err := nats.Connect("nats://"+srv.Addr().String(),
 		nats.InProcessServer(srv),
 		nats.Name("citysense-collector-internal"),
+		nats.Nkey(internalPub, internal.Sign),
+		nats.CustomInboxPrefix(internalInboxPrefix),
 		// The server is in this process: a lost connection means it is
 		// shutting down, so reconnecting only delays the error.
 		nats.NoReconnect(),
@@ -148,8 +232,110 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
 		}
 	}
-	log.Info("nats server ready", "name", cfg.Name, "url", srv.ClientURL(), "store_dir", filepath.Join(cfg.StoreDir, "jetstream"), "sync_always", cfg.SyncAlways)
+	log.Info("nats server ready", "name", cfg.Name, "url", srv.ClientURL(), "store_dir", filepath.Join(cfg.StoreDir, "jetstream"),
+		"sync_always", cfg.SyncAlways, "tls", cfg.TLS.CertFile != "", "verify_clients", cfg.TLS.VerifyClients)
+	if cfg.MQTTListen != "" {
+		log.Warn("MQTT listener on: best effort only. A device's QoS 1 PUBACK means the message reached the server's own MQTT stream, "+
+			"not CS_RAW; if CS_RAW is full or unavailable the message is dropped without a trace. Devices that need the durability "+
+			"promise publish through an agent or the Influx write API.", "mqtt", b.MQTTURL())
+	}
+	b.auth.dev.Store(b.auth.devMode())
+	if b.auth.dev.Load() {
+		b.warnDevMode()
+	} else {
+		log.Info("nats: credentials required", "enrolled_agents", creds.ActiveAgents(), "loopback_only", authn.loopbackOnly)
+	}
+	b.wg.Add(1)
+	go b.remindDevMode()
 	return b, nil
+}
+
+// tlsTimeout bounds a client's TLS handshake; nats-server's default of
+// half a second is short for a gateway on a mobile uplink.
+const tlsTimeout = 5 * time.Second
+
+func (b *Bus) warnDevMode() {
+	b.log.log.Warn("DEVELOPMENT MODE: agents and devices connect WITHOUT credentials. This collector listens on loopback only and " +
+		"has no enrolled agent. Enroll one (citysense-collector agent add <id>) and credentials become required for everyone.")
+}
+
+// remindDevMode repeats the development-mode warning while it lasts.
+func (b *Bus) remindDevMode() {
+	defer b.wg.Done()
+	t := time.NewTicker(devModeWarnEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			if b.auth.devMode() {
+				b.warnDevMode()
+			}
+		}
+	}
+}
+
+// DevMode reports whether the bus accepts clients without credentials
+// (see the package documentation).
+func (b *Bus) DevMode() bool { return b.auth.devMode() }
+
+// Metrics is the bus's metrics set:
+//
+//   - citysense_bus_auth_failures_total{reason}: connections refused, by
+//     reason (no_credentials, unknown_key, bad_signature, bad_token, unsupported)
+//   - citysense_bus_permission_violations_total: publishes and
+//     subscriptions refused to connected clients (an agent publishing to
+//     another agent's subject)
+//   - citysense_bus_connections_accepted_total{kind}: agent, token, anonymous
+//   - citysense_bus_dev_mode: 1 while clients may connect without credentials
+func (b *Bus) Metrics() *metrics.Set { return b.metrics.set }
+
+// MQTTURL is the MQTT listener's URL with the port actually bound, or ""
+// when it is off.
+func (b *Bus) MQTTURL() string { return b.mqttURL }
+
+// Revalidate closes the connections whose credentials no longer hold:
+// revoked agents and tokens, and unauthenticated clients once development
+// mode has ended. Call it after the credentials changed; new connections
+// are always checked against the current credentials.
+func (b *Bus) Revalidate() {
+	dev := b.auth.devMode()
+	if was := b.auth.dev.Swap(dev); was != dev {
+		if dev {
+			b.warnDevMode()
+		} else {
+			b.log.log.Warn("development mode ended: credentials are now required; closing unauthenticated connections")
+		}
+	}
+	type victim struct {
+		cid            uint64
+		user, why, who string
+	}
+	var victims []victim
+	const page = 1024
+	for offset := 0; ; offset += page {
+		cz, err := b.srv.Connz(&server.ConnzOptions{State: server.ConnOpen, Username: true, Offset: offset, Limit: page})
+		if err != nil {
+			b.log.log.Warn("nats: cannot list connections to revalidate them", "err", err)
+			return
+		}
+		for _, ci := range cz.Conns {
+			if why := b.auth.stillValid(ci.AuthorizedUser); why != "" {
+				victims = append(victims, victim{ci.Cid, ci.AuthorizedUser, why, net.JoinHostPort(ci.IP, strconv.Itoa(ci.Port))})
+			}
+		}
+		if len(cz.Conns) < page {
+			break
+		}
+	}
+	// Closed after listing, so that closing does not shift the pages.
+	for _, v := range victims {
+		if err := b.srv.DisconnectClientByID(v.cid); err != nil {
+			continue // already gone
+		}
+		b.log.log.Info("nats: connection closed", "reason", v.why, "user", v.user, "remote", v.who)
+	}
 }
 
 // waitReady polls in short steps so that a fatal error (port in use, store
@@ -202,6 +388,22 @@ func (b *Bus) Conn() *nats.Conn { return b.nc }
 // JetStream is a JetStream client on Conn.
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 
+// Publish stores one message on the stream that takes subject, with
+// Nats-Msg-Id msgID, and returns once JetStream acknowledged it (a
+// duplicate within the window is acknowledged without a second copy). The
+// data may be reused after it returns. It is safe for concurrent use.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	msg := nats.NewMsg(subject)
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	msg.Data = data
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
 // ClientURL is the URL agents connect to, with the port actually bound.
 func (b *Bus) ClientURL() string { return b.srv.ClientURL() }
 
@@ -226,6 +428,8 @@ func (b *Bus) Ready() error {
 // once it has stopped. It is safe to call more than once.
 func (b *Bus) Shutdown() {
 	b.shutdownOnce.Do(func() {
+		close(b.stop)
+		b.wg.Wait()
 		if b.nc != nil {
 			b.nc.Close()
 		}
@@ -239,8 +443,14 @@ func (b *Bus) Shutdown() {
 // process: an embedded server's Fatalf (a listener that cannot bind,
 // JetStream that cannot start) is logged at error and recorded, and Start
 // and Ready report it.
+//
+// nats-server has no hook for permission violations; it logs them, so the
+// adapter recognises those lines, counts them and rate-limits them.
 type slogLogger struct {
 	log *slog.Logger
+	// violations counts permission violations; nil counts nothing.
+	violations   *metrics.Counter
+	violationLog limiter
 
 	mu       sync.Mutex
 	fatalErr error
@@ -248,8 +458,28 @@ type slogLogger struct {
 
 func (l *slogLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l *slogLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *slogLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *slogLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+func (l *slogLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	switch {
+	case strings.Contains(msg, "Publish Violation - ") || strings.Contains(msg, "Subscription Violation - ") ||
+		strings.Contains(msg, "Subscription Violation Too Many Tokens - "):
+		if l.violations != nil {
+			l.violations.Inc()
+		}
+		if ok, suppressed := l.violationLog.allow(time.Now()); ok {
+			l.log.Warn("nats: permission violation: "+msg, "suppressed", suppressed)
+		}
+	case strings.HasSuffix(msg, " - authentication error") || strings.Contains(msg, " - authentication error - "):
+		// The authenticator counted and logged the refusal, rate-limited
+		// and with its reason; one error line per attempt would let a
+		// client flood the log.
+		l.log.Debug(msg)
+	default:
+		l.log.Error(msg)
+	}
+}
 
 // Tracef logs below debug; slog has no trace level.
 func (l *slogLogger) Tracef(format string, v ...any) {

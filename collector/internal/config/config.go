@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ type Config struct {
 	Node   Node   `yaml:"node"`
 	HTTP   HTTP   `yaml:"http"`
 	NATS   NATS   `yaml:"nats"`
+	MQTT   MQTT   `yaml:"mqtt"`
 	Log    Log    `yaml:"log"`
 	Ingest Ingest `yaml:"ingest"`
 }
@@ -35,6 +37,10 @@ type Node struct {
 // HTTP is the public API and portal listener.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// MaxBody bounds one request body of the Influx write endpoints, both
+	// as sent and after gzip decompression, so that a small compressed
+	// body cannot expand into all of memory.
+	MaxBody confx.Size `yaml:"max_body"`
 }
 
 // NATS is the embedded NATS server that agents publish to.
@@ -45,6 +51,31 @@ type NATS struct {
 	// acknowledged batch survives a crash of the process but not a power
 	// cut. On, it survives both, at roughly 1/40 of the throughput.
 	SyncAlways bool `yaml:"sync_always"`
+	// TLS, when Cert is set, makes the listener require TLS.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures the NATS listener's certificate and, optionally, the
+// verification of client certificates (mutual TLS, on top of the agents'
+// NKey credentials).
+type TLS struct {
+	Cert string `yaml:"cert"` // PEM certificate chain
+	Key  string `yaml:"key"`  // PEM private key
+	// CA is the PEM bundle client certificates must chain to; it is used
+	// only with VerifyClients.
+	CA            string `yaml:"ca"`
+	VerifyClients bool   `yaml:"verify_clients"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" }
+
+// MQTT is nats-server's built-in MQTT listener, off by default. It is
+// best effort: its PUBACK only means the message reached the server's
+// own MQTT stream, not CS_RAW (see docs/collector.md).
+type MQTT struct {
+	// Listen is host:port; empty turns the listener off.
+	Listen string `yaml:"listen"`
 }
 
 // Log configures the process logger.
@@ -65,17 +96,43 @@ type Ingest struct {
 	// RetryDelay is how long a batch waits before redelivery after the
 	// store failed to write it.
 	RetryDelay confx.Duration `yaml:"retry_delay"`
+	// MaxPast and MaxFuture bound the timestamps the Influx write API
+	// accepts, relative to the time of the request: a point from a device
+	// whose clock is wrong is refused with a clear error instead of being
+	// stored decades away from its neighbours.
+	MaxPast   confx.Duration `yaml:"max_past"`
+	MaxFuture confx.Duration `yaml:"max_future"`
+	// MaxTags and MaxFields bound one point of the Influx write API; a
+	// series explosion starts with a point carrying a thousand tags.
+	MaxTags   int `yaml:"max_tags"`
+	MaxFields int `yaml:"max_fields"`
 }
+
+// Defaults that are not obvious from Default's body.
+const (
+	DefaultMaxBody = confx.Size(32 << 20)
+	// DefaultMaxPast is 20 years: old enough for any archive a city
+	// imports, young enough to catch a clock reset to 1970.
+	DefaultMaxPast = 7305 * 24 * time.Hour
+)
 
 // Default returns the compiled-in configuration: one node named c1, data in
 // ./data, HTTP on 127.0.0.1:8080 and NATS on 127.0.0.1:4222.
 func Default() Config {
 	return Config{
-		Node:   Node{Name: "c1", DataDir: "./data"},
-		HTTP:   HTTP{Listen: "127.0.0.1:8080"},
-		NATS:   NATS{Listen: "127.0.0.1:4222"},
-		Log:    Log{Level: "info", Format: "auto"},
-		Ingest: Ingest{Batch: 100, AckWait: confx.Duration(30 * time.Second), RetryDelay: confx.Duration(5 * time.Second)},
+		Node: Node{Name: "c1", DataDir: "./data"},
+		HTTP: HTTP{Listen: "127.0.0.1:8080", MaxBody: DefaultMaxBody},
+		NATS: NATS{Listen: "127.0.0.1:4222"},
+		Log:  Log{Level: "info", Format: "auto"},
+		Ingest: Ingest{
+			Batch:      100,
+			AckWait:    confx.Duration(30 * time.Second),
+			RetryDelay: confx.Duration(5 * time.Second),
+			MaxPast:    confx.Duration(DefaultMaxPast),
+			MaxFuture:  confx.Duration(time.Hour),
+			MaxTags:    64,
+			MaxFields:  256,
+		},
 	}
 }
 
@@ -134,6 +191,37 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 			add("nats.listen", "%q is also http.listen", c.NATS.Listen)
 		}
 	}
+	if c.HTTP.MaxBody < 64<<10 || c.HTTP.MaxBody > 1<<30 {
+		add("http.max_body", "%d bytes: want 64KiB to 1GiB", int64(c.HTTP.MaxBody))
+	}
+	t := c.NATS.TLS
+	switch {
+	case t.Cert != "" && t.Key == "":
+		add("nats.tls.key", "must be set with nats.tls.cert")
+	case t.Cert == "" && t.Key != "":
+		add("nats.tls.cert", "must be set with nats.tls.key")
+	}
+	if t.VerifyClients && t.CA == "" {
+		add("nats.tls.ca", "must be set with nats.tls.verify_clients")
+	}
+	if (t.CA != "" || t.VerifyClients) && t.Cert == "" {
+		add("nats.tls.cert", "must be set for nats.tls.ca and verify_clients")
+	}
+	for _, f := range []struct{ key, path string }{{"nats.tls.cert", t.Cert}, {"nats.tls.key", t.Key}, {"nats.tls.ca", t.CA}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			add(f.key, "cannot read %q: %v", f.path, errors.Unwrap(err))
+		}
+	}
+	if c.MQTT.Listen != "" {
+		if err := checkListen(c.MQTT.Listen); err != nil {
+			add("mqtt.listen", "%v", err)
+		} else if !strings.HasSuffix(c.MQTT.Listen, ":0") && (c.MQTT.Listen == c.HTTP.Listen || c.MQTT.Listen == c.NATS.Listen) {
+			add("mqtt.listen", "%q is also http.listen or nats.listen", c.MQTT.Listen)
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -153,7 +241,33 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 	if c.Ingest.RetryDelay.D() <= 0 {
 		add("ingest.retry_delay", "%v: want more than 0", c.Ingest.RetryDelay)
 	}
+	if c.Ingest.MaxPast.D() <= 0 {
+		add("ingest.max_past", "%v: want more than 0", c.Ingest.MaxPast)
+	}
+	if c.Ingest.MaxFuture.D() < 0 {
+		add("ingest.max_future", "%v: want 0 or more", c.Ingest.MaxFuture)
+	}
+	if c.Ingest.MaxTags < 0 || c.Ingest.MaxTags > 10000 {
+		add("ingest.max_tags", "%d: want 0 to 10000", c.Ingest.MaxTags)
+	}
+	if c.Ingest.MaxFields < 1 || c.Ingest.MaxFields > 10000 {
+		add("ingest.max_fields", "%d: want 1 to 10000", c.Ingest.MaxFields)
+	}
 	return probs
+}
+
+// Loopback reports whether addr (host:port) listens on loopback only:
+// 127.0.0.0/8, ::1 or "localhost". An empty host is every interface.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkListen accepts host:port with a numeric port (0 picks a free one).

@@ -21,15 +21,27 @@ func writeFile(t *testing.T, text string) string {
 }
 
 func TestLoad_valid(t *testing.T) {
+	pem := filepath.Join(t.TempDir(), "x.pem")
+	if err := os.WriteFile(pem, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path := writeFile(t, `
 node:
   name: c7
   data_dir: /var/lib/citysense
 http:
   listen: 0.0.0.0:9000
+  max_body: 1MiB
 nats:
   listen: 127.0.0.1:4333
   sync_always: true
+  tls:
+    cert: `+pem+`
+    key: `+pem+`
+    ca: `+pem+`
+    verify_clients: true
+mqtt:
+  listen: 127.0.0.1:1883
 log:
   level: debug
   format: json
@@ -37,17 +49,23 @@ ingest:
   batch: 20
   ack_wait: 1m
   retry_delay: 250ms
+  max_past: 30d
+  max_future: 5m
+  max_tags: 8
+  max_fields: 16
 `)
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
 	want := Config{
-		Node:   Node{Name: "c7", DataDir: "/var/lib/citysense"},
-		HTTP:   HTTP{Listen: "0.0.0.0:9000"},
-		NATS:   NATS{Listen: "127.0.0.1:4333", SyncAlways: true},
-		Log:    Log{Level: "debug", Format: "json"},
-		Ingest: Ingest{Batch: 20, AckWait: confx.Duration(time.Minute), RetryDelay: confx.Duration(250 * time.Millisecond)},
+		Node: Node{Name: "c7", DataDir: "/var/lib/citysense"},
+		HTTP: HTTP{Listen: "0.0.0.0:9000", MaxBody: 1 << 20},
+		NATS: NATS{Listen: "127.0.0.1:4333", SyncAlways: true, TLS: TLS{Cert: pem, Key: pem, CA: pem, VerifyClients: true}},
+		MQTT: MQTT{Listen: "127.0.0.1:1883"},
+		Log:  Log{Level: "debug", Format: "json"},
+		Ingest: Ingest{Batch: 20, AckWait: confx.Duration(time.Minute), RetryDelay: confx.Duration(250 * time.Millisecond),
+			MaxPast: confx.Duration(30 * 24 * time.Hour), MaxFuture: confx.Duration(5 * time.Minute), MaxTags: 8, MaxFields: 16},
 	}
 	if cfg != want {
 		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
@@ -85,7 +103,7 @@ func TestLoad_problems(t *testing.T) {
 		{
 			name: "unknown section",
 			text: "node:\n  name: c1\nclustr: {}\n",
-			want: []string{`FILE:3: clustr: unknown key "clustr" (known: http, ingest, log, nats, node)`},
+			want: []string{`FILE:3: clustr: unknown key "clustr" (known: http, ingest, log, mqtt, nats, node)`},
 		},
 		{
 			name: "bad duration",
@@ -118,6 +136,22 @@ func TestLoad_problems(t *testing.T) {
 			},
 		},
 		{
+			name: "write limits, tls and mqtt",
+			text: "http:\n  max_body: 1KiB\nnats:\n  tls:\n    cert: /nonexistent/cert.pem\n    verify_clients: true\nmqtt:\n  listen: 127.0.0.1:8080\ningest:\n  max_past: 0s\n  max_future: -1s\n  max_tags: -1\n  max_fields: 0\n",
+			want: []string{
+				`FILE:2: http.max_body: 1024 bytes: want 64KiB to 1GiB`,
+				// Keys the file leaves out are placed at their parent.
+				`FILE:4: nats.tls.key: must be set with nats.tls.cert`,
+				`FILE:4: nats.tls.ca: must be set with nats.tls.verify_clients`,
+				`FILE:5: nats.tls.cert: cannot read "/nonexistent/cert.pem": no such file or directory`,
+				`FILE:8: mqtt.listen: "127.0.0.1:8080" is also http.listen or nats.listen`,
+				`FILE:10: ingest.max_past: 0s: want more than 0`,
+				`FILE:11: ingest.max_future: -1s: want 0 or more`,
+				`FILE:12: ingest.max_tags: -1: want 0 to 10000`,
+				`FILE:13: ingest.max_fields: 0: want 1 to 10000`,
+			},
+		},
+		{
 			name: "same address twice",
 			text: "http:\n  listen: 127.0.0.1:4222\n",
 			want: []string{`FILE:2: http.listen: "127.0.0.1:4222" is also nats.listen`},
@@ -146,5 +180,28 @@ func TestLoad_missingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Load error = %v, want os.ErrNotExist", err)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:4222", true},
+		{"127.0.0.2:0", true},
+		{"[::1]:4222", true},
+		{"localhost:4222", true},
+		{"0.0.0.0:4222", false},
+		{":4222", false},
+		{"[::]:4222", false},
+		{"10.1.0.11:4222", false},
+		{"collector.example:4222", false},
+		{"nonsense", false},
+	}
+	for _, tt := range tests {
+		if got := Loopback(tt.addr); got != tt.want {
+			t.Errorf("Loopback(%q) = %v, want %v", tt.addr, got, tt.want)
+		}
 	}
 }
