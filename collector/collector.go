@@ -19,6 +19,8 @@ import (
 	"github.com/citysense/citysense/collector/internal/config"
 	"github.com/citysense/citysense/collector/internal/ingest"
 	"github.com/citysense/citysense/collector/internal/store"
+	"github.com/citysense/citysense/enrich"
+	"github.com/citysense/citysense/enrich/schema"
 	"github.com/citysense/citysense/internal/cli"
 )
 
@@ -35,6 +37,10 @@ type Collector struct {
 	cfg config.Config
 	log *slog.Logger
 
+	chain      *enrich.Chain
+	enrichSet  *metrics.Set
+	quarantine *quarantine
+
 	started  chan struct{}
 	httpAddr string
 	natsURL  string
@@ -50,7 +56,29 @@ func New(cfg config.Config, log *slog.Logger) (*Collector, error) {
 	if probs := cfg.Validate(nil); len(probs) > 0 {
 		return nil, probs
 	}
-	return &Collector{cfg: cfg, log: log, started: make(chan struct{})}, nil
+	c := &Collector{cfg: cfg, log: log, started: make(chan struct{}), enrichSet: metrics.NewSet()}
+	c.quarantine = newQuarantine(log, c.enrichSet)
+	// The chain is built here, not in Run, so that `check` finds every
+	// problem of the enrich blocks and the files they name (stations,
+	// districts) without starting anything.
+	chain, err := enrich.Build(cfg.Doc(), cfg.Enrich, "enrich", enrich.Env{
+		Dir:        cfg.Dir(),
+		Log:        log,
+		Metrics:    c.enrichSet,
+		Quarantine: c.quarantine,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.chain = chain
+	return c, nil
+}
+
+// Check builds everything New builds from cfg, to report configuration
+// problems (with file:line) without running anything.
+func Check(cfg config.Config) error {
+	_, err := New(cfg, nil)
+	return err
 }
 
 // Started is closed once Run has every part running; HTTPAddr and NATSURL
@@ -132,8 +160,30 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}()
 	defer func() { stopWatch(); <-watchDone }()
 
-	in, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{
+	c.quarantine.attach(b.JetStream())
+
+	// Two stages, each a durable consumer that acknowledges only what the
+	// next step made durable: CS_RAW → enrich → CS_SERIES, CS_SERIES → store.
+	series, err := ingest.NewSeriesPublisher(b.JetStream(), c.chain, ingest.SeriesConfig{
+		SubjectPrefix: bus.SubjectSeriesPrefix,
+		Partitions:    cfg.Ingest.Partitions,
+	}, c.log)
+	if err != nil {
+		return err
+	}
+	rawIn, err := ingest.New(b.JetStream(), series, ingest.Config{
 		Stream:     bus.StreamRaw,
+		Durable:    "enrich",
+		Batch:      cfg.Ingest.Batch,
+		AckWait:    cfg.Ingest.AckWait.D(),
+		RetryDelay: cfg.Ingest.RetryDelay.D(),
+	}, c.log)
+	if err != nil {
+		return err
+	}
+	storeIn, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{
+		Stream:     bus.StreamSeries,
+		Durable:    "store",
 		Batch:      cfg.Ingest.Batch,
 		AckWait:    cfg.Ingest.AckWait.D(),
 		RetryDelay: cfg.Ingest.RetryDelay.D(),
@@ -148,10 +198,10 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("http listen %q: %w", cfg.HTTP.Listen, err)
 	}
-	handler := api.New(api.Options{
+	apiOpts := api.Options{
 		Store:       st,
 		Ready:       b.Ready,
-		Metrics:     []*metrics.Set{in.Metrics(), b.Metrics()},
+		Metrics:     []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics(), c.enrichSet, b.Metrics()},
 		Credentials: creds,
 		Bus:         b,
 		Write: api.WriteLimits{
@@ -161,15 +211,21 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 			MaxTags:   cfg.Ingest.MaxTags,
 			MaxFields: cfg.Ingest.MaxFields,
 		},
-	}, c.log)
+		Contracts: func() any { return schema.ContractsOf(c.chain) },
+	}
+	if c.chain.Stations() != nil {
+		apiOpts.Registry = registryView{c.chain}
+	}
+	handler := api.New(apiOpts, c.log)
 	srv := api.NewServer(handler, c.log)
 
 	// Ingest gets its own context: it must keep running while HTTP drains
 	// and stop only after, in the order Run documents.
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	defer stopIngest()
-	ingestDone := make(chan error, 1)
-	go func() { ingestDone <- in.Run(ingestCtx) }()
+	ingestDone := make(chan error, 2)
+	go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+	go func() { ingestDone <- storeIn.Run(ingestCtx) }()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -179,12 +235,12 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		"data_dir", cfg.Node.DataDir, "dev_mode", b.DevMode())
 
 	var runErr error
-	ingestStopped, httpStopped := false, false
+	ingestRunning, httpStopped := 2, false
 	select {
 	case <-ctx.Done():
 		c.log.Info("collector stopping")
 	case err := <-ingestDone:
-		ingestStopped = true
+		ingestRunning--
 		runErr = fmt.Errorf("ingest stopped: %w", orUnexpected(err))
 	case err := <-httpDone:
 		httpStopped = true
@@ -202,8 +258,8 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 			runErr = errors.Join(runErr, fmt.Errorf("http server: %w", err))
 		}
 	}
-	if !ingestStopped {
-		stopIngest()
+	stopIngest()
+	for ; ingestRunning > 0; ingestRunning-- {
 		if err := <-ingestDone; err != nil {
 			runErr = errors.Join(runErr, err)
 		}
@@ -219,6 +275,15 @@ func orUnexpected(err error) error {
 	return err
 }
 
+// registryView is the chain's station registry and privacy rule as the
+// public API reads them.
+type registryView struct{ c *enrich.Chain }
+
+func (r registryView) All() []enrich.Station { return r.c.Stations().All() }
+func (r registryView) PublicLocation(st enrich.Station) (float64, float64, bool) {
+	return r.c.PublicLocation(st)
+}
+
 // Interface guards: the store and the credentials are what ingest, the
 // API and the bus expect.
 var (
@@ -227,4 +292,6 @@ var (
 	_ api.Credentials = (*auth.Credentials)(nil)
 	_ bus.Credentials = (*auth.Credentials)(nil)
 	_ api.Publisher   = (*bus.Bus)(nil)
+	_ api.Registry    = registryView{}
+	_ ingest.Enricher = (*enrich.Chain)(nil)
 )

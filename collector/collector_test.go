@@ -113,8 +113,8 @@ func TestCollector_Run_endToEnd(t *testing.T) {
 		fc.Features[0].Geometry.Coordinates[0] != 16.37 {
 		t.Errorf("stations = %s (%v)", stations, err)
 	}
-	if _, m := get(t, base+"/metrics"); !strings.Contains(m, "citysense_ingest_points_total 2") {
-		t.Errorf("/metrics lacks citysense_ingest_points_total 2:\n%s", m)
+	if _, m := get(t, base+"/metrics"); !strings.Contains(m, `citysense_ingest_points_total{stream="CS_SERIES"} 2`) {
+		t.Errorf("/metrics lacks citysense_ingest_points_total{stream=\"CS_SERIES\"} 2:\n%s", m)
 	}
 
 	cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/citysense/citysense/collector"
 	"github.com/citysense/citysense/collector/internal/config"
+	_ "github.com/citysense/citysense/enrich/all" // every enrichment stage, for collector.yaml's enrich: list
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/internal/confx"
 )
@@ -336,7 +337,13 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		return usageError(stderr, "check: -c FILE is required")
 	}
-	if _, err := config.Load(path); err != nil {
+	cfg, err := config.Load(path)
+	if err == nil {
+		// The enrich blocks and the files they name are checked by
+		// building the chain, as run would.
+		err = collector.Check(cfg)
+	}
+	if err != nil {
 		printConfigError(stderr, err)
 		return cli.ExitConfig
 	}

@@ -55,6 +55,12 @@ type Options struct {
 	// Write bounds the write endpoints; the zero value means
 	// DefaultWriteLimits.
 	Write WriteLimits
+	// Registry is the station registry of the enrichment chain; nil lists
+	// only the stations seen in the data.
+	Registry Registry
+	// Contracts are the measurement schemas served at /api/v1/schema;
+	// nil serves an empty list.
+	Contracts func() any
 }
 
 // API is the collector's HTTP handler.
@@ -128,6 +134,7 @@ func New(opts Options, log *slog.Logger) *API {
 	})
 	a.mux.HandleFunc("GET /api/v1/series", a.series)
 	a.mux.HandleFunc("GET /api/v1/stations", a.stations)
+	a.mux.HandleFunc("GET /api/v1/schema", a.schema)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
@@ -478,44 +485,6 @@ type feature struct {
 type pointGeometry struct {
 	Type        string     `json:"type"`
 	Coordinates [2]float64 `json:"coordinates"` // lon, lat
-}
-
-type stationProperty struct {
-	ID           string   `json:"id"`
-	District     *string  `json:"district"` // null when no point carried one
-	Measurements []string `json:"measurements"`
-	LastSeen     string   `json:"last_seen"`
-}
-
-func (a *API) stations(w http.ResponseWriter, r *http.Request) {
-	sts, err := a.opts.Store.Stations()
-	if err != nil {
-		a.log.Error("api: stations", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return
-	}
-	fc := featureCollection{Type: "FeatureCollection", Features: make([]feature, 0, len(sts))}
-	for _, s := range sts {
-		f := feature{Type: "Feature", Properties: stationProperty{
-			ID:           s.ID,
-			Measurements: s.Measurements,
-			LastSeen:     time.Unix(0, s.LastSeen).UTC().Format(time.RFC3339),
-		}}
-		if f.Properties.Measurements == nil {
-			f.Properties.Measurements = []string{}
-		}
-		if s.District != "" {
-			d := s.District
-			f.Properties.District = &d
-		}
-		if s.HasPosition {
-			f.Geometry = &pointGeometry{Type: "Point", Coordinates: [2]float64{s.Lon, s.Lat}}
-		}
-		fc.Features = append(fc.Features, f)
-	}
-	w.Header().Set("Content-Type", "application/geo+json")
-	w.Header().Set("Cache-Control", "public, max-age=10")
-	json.NewEncoder(w).Encode(fc)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

@@ -147,8 +147,8 @@ func TestAPI_stations(t *testing.T) {
 	a := newTestAPI(t, Options{})
 	rec := do(a, "GET", "/api/v1/stations")
 	want := `{"type":"FeatureCollection","features":[` +
-		`{"type":"Feature","geometry":{"type":"Point","coordinates":[16.37,48.21]},"properties":{"id":"s0001","district":"d01","measurements":["air","station","traffic"],"last_seen":"2025-01-01T11:00:20Z"}},` +
-		`{"type":"Feature","geometry":null,"properties":{"id":"s0002","district":"d02","measurements":["air","counter"],"last_seen":"2025-01-01T11:00:00Z"}}]}` + "\n"
+		`{"type":"Feature","geometry":{"type":"Point","coordinates":[16.37,48.21]},"properties":{"id":"s0001","district":"d01","measurements":["air","station","traffic"],"last_seen":"2025-01-01T11:00:20Z","registered":false}},` +
+		`{"type":"Feature","geometry":null,"properties":{"id":"s0002","district":"d02","measurements":["air","counter"],"last_seen":"2025-01-01T11:00:00Z","registered":false}}]}` + "\n"
 	if rec.Code != 200 || rec.Body.String() != want {
 		t.Errorf("got %d\n%s\nwant\n%s", rec.Code, rec.Body, want)
 	}

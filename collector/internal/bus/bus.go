@@ -27,6 +27,18 @@ const (
 	SubjectsRaw   = "cs.raw.>"
 	StreamSeries  = "CS_SERIES"
 	SubjectSeries = "cs.series.>"
+	// SubjectSeriesPrefix is followed by the partition number.
+	SubjectSeriesPrefix = "cs.series."
+	// StreamQuarantine keeps what enrichment refused (schema violations
+	// with action: quarantine), with the reason in a header, for an
+	// operator to inspect. It is bounded: the oldest entries go first.
+	StreamQuarantine   = "CS_QUARANTINE"
+	SubjectsQuarantine = "cs.quarantine.>"
+
+	// SeriesMaxAge is how long CS_SERIES keeps enriched points: the window
+	// in which a store rebuilds from the stream alone (a restarted node, a
+	// new partition owner). Older history moves between stores as chunks.
+	SeriesMaxAge = 7 * 24 * time.Hour
 
 	// DuplicateWindow is how long CS_RAW remembers a Nats-Msg-Id; an agent
 	// resending a batch within it is acknowledged without storing a copy.
@@ -92,6 +104,27 @@ func SeriesStreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{SubjectSeries},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
+		MaxAge:      SeriesMaxAge,
+		// A raw batch processed twice (the collector stopped between
+		// publishing its partitions and acknowledging it) publishes the
+		// same <raw-id>-p<k> ids again; they are dropped here.
+		Duplicates: DuplicateWindow,
+		Replicas:   1,
+	}
+}
+
+// QuarantineStreamConfig is the configuration of CS_QUARANTINE.
+func QuarantineStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamQuarantine,
+		Description: "points refused by enrichment, with the reason, kept for inspection",
+		Subjects:    []string{SubjectsQuarantine},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgs:     100_000,
+		MaxBytes:    256 << 20,
+		MaxAge:      14 * 24 * time.Hour,
+		Discard:     jetstream.DiscardOld,
 		Replicas:    1,
 	}
 }
@@ -224,7 +257,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.Shutdown()
 		return nil, fmt.Errorf("jetstream client: %w", err)
 	}
-	for _, sc := range []jetstream.StreamConfig{RawStreamConfig(), SeriesStreamConfig()} {
+	for _, sc := range []jetstream.StreamConfig{RawStreamConfig(), SeriesStreamConfig(), QuarantineStreamConfig()} {
 		// CreateOrUpdateStream makes a restart with a changed
 		// configuration converge instead of failing on "already exists".
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/citysense/citysense/internal/confx"
 )
@@ -22,6 +25,28 @@ type Config struct {
 	MQTT   MQTT   `yaml:"mqtt"`
 	Log    Log    `yaml:"log"`
 	Ingest Ingest `yaml:"ingest"`
+	// Enrich is the ordered list of enrichment stages, each a mapping
+	// with a type key; the enrich package decodes every block against its
+	// stage, with positions from Doc.
+	Enrich []yaml.Node `yaml:"enrich"`
+
+	doc  *confx.Doc // where the values came from, for file:line in later checks
+	file string
+}
+
+// Doc is the parsed file the configuration came from, or nil for the
+// built-in default. It places problems found after loading (in the enrich
+// blocks, say) at their file:line.
+func (c *Config) Doc() *confx.Doc { return c.doc }
+
+// Dir is the directory that relative paths in the configuration (station
+// registry, districts) are resolved against: the config file's, or the
+// working directory for the built-in default.
+func (c *Config) Dir() string {
+	if c.file == "" {
+		return "."
+	}
+	return filepath.Dir(c.file)
 }
 
 // Node identifies this collector and where it keeps its data.
@@ -106,6 +131,11 @@ type Ingest struct {
 	// series explosion starts with a point carrying a thousand tags.
 	MaxTags   int `yaml:"max_tags"`
 	MaxFields int `yaml:"max_fields"`
+	// Partitions is how many partitions of CS_SERIES the enriched points
+	// are spread over (cs.series.0 … cs.series.<n-1>): the unit a cluster
+	// node owns and replays. Changing it moves series between partitions,
+	// so choose it once, larger than the largest cluster you expect.
+	Partitions int `yaml:"partitions"`
 }
 
 // Defaults that are not obvious from Default's body.
@@ -132,6 +162,7 @@ func Default() Config {
 			MaxFuture:  confx.Duration(time.Hour),
 			MaxTags:    64,
 			MaxFields:  256,
+			Partitions: 16,
 		},
 	}
 }
@@ -142,6 +173,7 @@ func Default() Config {
 func Load(path string) (Config, error) {
 	cfg := Default()
 	doc, err := confx.LoadFile(path, &cfg)
+	cfg.doc, cfg.file = doc, path
 	var probs confx.Problems
 	if err != nil {
 		if !errors.As(err, &probs) || doc == nil {
@@ -252,6 +284,9 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 	}
 	if c.Ingest.MaxFields < 1 || c.Ingest.MaxFields > 10000 {
 		add("ingest.max_fields", "%d: want 1 to 10000", c.Ingest.MaxFields)
+	}
+	if c.Ingest.Partitions < 1 || c.Ingest.Partitions > 1024 {
+		add("ingest.partitions", "%d: want 1 to 1024", c.Ingest.Partitions)
 	}
 	return probs
 }

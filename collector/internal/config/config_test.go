@@ -4,9 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/citysense/citysense/internal/confx"
 )
@@ -53,6 +56,10 @@ ingest:
   max_future: 5m
   max_tags: 8
   max_fields: 16
+  partitions: 32
+enrich:
+  - type: registry
+    file: stations.yaml
 `)
 	cfg, err := Load(path)
 	if err != nil {
@@ -65,9 +72,13 @@ ingest:
 		MQTT: MQTT{Listen: "127.0.0.1:1883"},
 		Log:  Log{Level: "debug", Format: "json"},
 		Ingest: Ingest{Batch: 20, AckWait: confx.Duration(time.Minute), RetryDelay: confx.Duration(250 * time.Millisecond),
-			MaxPast: confx.Duration(30 * 24 * time.Hour), MaxFuture: confx.Duration(5 * time.Minute), MaxTags: 8, MaxFields: 16},
+			MaxPast: confx.Duration(30 * 24 * time.Hour), MaxFuture: confx.Duration(5 * time.Minute), MaxTags: 8, MaxFields: 16, Partitions: 32},
 	}
-	if cfg != want {
+	if len(cfg.Enrich) != 1 || cfg.Enrich[0].Kind != yaml.MappingNode || cfg.Doc() == nil || cfg.Dir() != filepath.Dir(path) {
+		t.Fatalf("enrich blocks %d, doc %v, dir %q", len(cfg.Enrich), cfg.Doc(), cfg.Dir())
+	}
+	cfg.Enrich, cfg.doc, cfg.file = nil, nil, ""
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", cfg, want)
 	}
 }
@@ -77,7 +88,8 @@ func TestLoad_emptyFileKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if cfg != Default() {
+	cfg.doc, cfg.file = nil, ""
+	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("Load = %+v, want defaults %+v", cfg, Default())
 	}
 }
@@ -103,7 +115,7 @@ func TestLoad_problems(t *testing.T) {
 		{
 			name: "unknown section",
 			text: "node:\n  name: c1\nclustr: {}\n",
-			want: []string{`FILE:3: clustr: unknown key "clustr" (known: http, ingest, log, mqtt, nats, node)`},
+			want: []string{`FILE:3: clustr: unknown key "clustr" (known: enrich, http, ingest, log, mqtt, nats, node)`},
 		},
 		{
 			name: "bad duration",

@@ -138,20 +138,21 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 		log:         log.With("component", "ingest"),
 		zstd:        zd,
 		set:         set,
-		batches:     set.NewCounter("citysense_ingest_batches_total"),
-		points:      set.NewCounter("citysense_ingest_points_total"),
-		badLines:    set.NewCounter("citysense_ingest_bad_lines_total"),
-		badBatches:  set.NewCounter("citysense_ingest_bad_batches_total"),
-		writeErrors: set.NewCounter("citysense_ingest_write_errors_total"),
+		batches:     set.NewCounter(`citysense_ingest_batches_total{stream="` + cfg.Stream + `"}`),
+		points:      set.NewCounter(`citysense_ingest_points_total{stream="` + cfg.Stream + `"}`),
+		badLines:    set.NewCounter(`citysense_ingest_bad_lines_total{stream="` + cfg.Stream + `"}`),
+		badBatches:  set.NewCounter(`citysense_ingest_bad_batches_total{stream="` + cfg.Stream + `"}`),
+		writeErrors: set.NewCounter(`citysense_ingest_write_errors_total{stream="` + cfg.Stream + `"}`),
 		badLineLog:  logLimiter{every: 10 * time.Second},
 		badBatchLog: logLimiter{every: 10 * time.Second},
 	}, nil
 }
 
-// Metrics is the ingester's metrics set, for /metrics.
+// Metrics is the ingester's metrics set, for /metrics. Every name carries a
+// stream label (CS_RAW, CS_SERIES), one per stage.
 //
 //   - citysense_ingest_batches_total: messages stored and acknowledged
-//   - citysense_ingest_points_total: points written to the store
+//   - citysense_ingest_points_total: points handed on (to CS_SERIES, or to the store)
 //   - citysense_ingest_bad_lines_total: lines that did not decode (the rest of their batch was stored)
 //   - citysense_ingest_bad_batches_total: messages terminated because they could not be decompressed
 //   - citysense_ingest_write_errors_total: store writes that failed (their messages are redelivered)
