@@ -167,6 +167,16 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	series, err := ingest.NewSeriesPublisher(b.JetStream(), c.chain, ingest.SeriesConfig{
 		SubjectPrefix: bus.SubjectSeriesPrefix,
 		Partitions:    cfg.Ingest.Partitions,
+		// The write API refuses such points with a 400 already; agents'
+		// batches meet the same limits here, and their refused points are
+		// kept in the quarantine since no one is waiting for an answer.
+		Limits: ingest.Limits{
+			MaxPast:   cfg.Ingest.MaxPast.D(),
+			MaxFuture: cfg.Ingest.MaxFuture.D(),
+			MaxTags:   cfg.Ingest.MaxTags,
+			MaxFields: cfg.Ingest.MaxFields,
+		},
+		Quarantine: c.quarantine,
 	}, c.log)
 	if err != nil {
 		return err

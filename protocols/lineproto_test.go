@@ -3,6 +3,7 @@ package protocols
 import (
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +316,28 @@ func pointsEqual(a, b Point) bool {
 		}
 	}
 	return true
+}
+
+// A line with 20,000 fields is decoded in linear time, and a duplicate far
+// into it is still found.
+func TestDecode_ManyFields(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("m ")
+	for i := 0; i < 20000; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("f")
+		b.WriteString(strconv.Itoa(i))
+		b.WriteString("=1")
+	}
+	line := b.String()
+	pts, err := DecodeAll([]byte(line+" 1\n"), DecodeOptions{})
+	if err != nil || len(pts) != 1 || len(pts[0].Fields) != 20000 {
+		t.Fatalf("got %d points, err %v", len(pts), err)
+	}
+	_, err = DecodeAll([]byte(line+",f19999=2 1\n"), DecodeOptions{})
+	if err == nil || !strings.Contains(err.Error(), `field "f19999" is duplicated`) {
+		t.Fatalf("err = %v", err)
+	}
 }

@@ -184,13 +184,27 @@ func (p *Point) Validate() error {
 			return fmt.Errorf("point %q: tag %q is duplicated or out of order", p.Measurement, t.Key)
 		}
 	}
+	// Duplicate field keys: a pairwise scan for the usual handful of
+	// fields, a set beyond that, so a hostile line with thousands of fields
+	// costs linear time, not quadratic.
+	var seen map[string]struct{}
+	if len(p.Fields) > 32 {
+		seen = make(map[string]struct{}, len(p.Fields))
+	}
 	for i, f := range p.Fields {
 		if f.Key == "" {
 			return fmt.Errorf("point %q: empty field key", p.Measurement)
 		}
-		for _, g := range p.Fields[:i] {
-			if g.Key == f.Key {
+		if seen != nil {
+			if _, dup := seen[f.Key]; dup {
 				return fmt.Errorf("point %q: field %q is duplicated", p.Measurement, f.Key)
+			}
+			seen[f.Key] = struct{}{}
+		} else {
+			for _, g := range p.Fields[:i] {
+				if g.Key == f.Key {
+					return fmt.Errorf("point %q: field %q is duplicated", p.Measurement, f.Key)
+				}
 			}
 		}
 		switch f.Value.kind {

@@ -121,14 +121,14 @@ type Ingest struct {
 	// RetryDelay is how long a batch waits before redelivery after the
 	// store failed to write it.
 	RetryDelay confx.Duration `yaml:"retry_delay"`
-	// MaxPast and MaxFuture bound the timestamps the Influx write API
-	// accepts, relative to the time of the request: a point from a device
-	// whose clock is wrong is refused with a clear error instead of being
-	// stored decades away from its neighbours.
+	// MaxPast and MaxFuture bound the timestamps accepted, relative to the
+	// time of arrival: a point from a device whose clock is wrong is
+	// refused (a 400 from the write API; the quarantine for agent batches)
+	// instead of being stored decades away from its neighbours.
 	MaxPast   confx.Duration `yaml:"max_past"`
 	MaxFuture confx.Duration `yaml:"max_future"`
-	// MaxTags and MaxFields bound one point of the Influx write API; a
-	// series explosion starts with a point carrying a thousand tags.
+	// MaxTags and MaxFields bound one point, from any writer; a series
+	// explosion starts with a point carrying a thousand tags.
 	MaxTags   int `yaml:"max_tags"`
 	MaxFields int `yaml:"max_fields"`
 	// Partitions is how many partitions of CS_SERIES the enriched points

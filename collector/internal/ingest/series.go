@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/klauspost/compress/s2"
@@ -29,6 +31,28 @@ type SeriesConfig struct {
 	SubjectPrefix string
 	// Partitions is how many partitions points are spread over (≥ 1).
 	Partitions int
+	// Limits refuse implausible points from any writer (agents included,
+	// whose batches the write API never sees); zero fields disable a limit.
+	Limits Limits
+	// Quarantine receives each refused point with the reason; nil drops
+	// them (still counted).
+	Quarantine Quarantine
+	// Now is the clock the time limits are measured from; nil: time.Now.
+	Now func() time.Time
+}
+
+// Limits bound what one point may look like.
+type Limits struct {
+	MaxPast   time.Duration // oldest timestamp accepted, before now
+	MaxFuture time.Duration // newest timestamp accepted, after now
+	MaxTags   int
+	MaxFields int
+}
+
+// Quarantine keeps refused points for inspection. It is called on the
+// ingest path and must not block.
+type Quarantine interface {
+	Quarantine(stage string, p protocols.Point, reason string)
 }
 
 // SeriesPublisher is the Sink of the first ingest stage: it enriches each
@@ -49,6 +73,7 @@ type SeriesPublisher struct {
 	encPool sync.Pool // *seriesEncoder
 
 	set       *metrics.Set
+	refused   [4]*metrics.Counter // by reason, see limitReasons
 	published *metrics.Counter
 	parts     *metrics.Counter
 	enrichErr *metrics.Counter
@@ -73,8 +98,16 @@ func NewSeriesPublisher(js jetstream.JetStream, enrich Enricher, cfg SeriesConfi
 	if cfg.SubjectPrefix == "" {
 		return nil, errors.New("ingest: no series subject prefix")
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	set := metrics.NewSet()
+	var refused [4]*metrics.Counter
+	for i, r := range limitReasons {
+		refused[i] = set.NewCounter(`citysense_series_refused_points_total{reason="` + r + `"}`)
+	}
 	return &SeriesPublisher{
+		refused:   refused,
 		js:        js,
 		enrich:    enrich,
 		cfg:       cfg,
@@ -93,6 +126,8 @@ func NewSeriesPublisher(js jetstream.JetStream, enrich Enricher, cfg SeriesConfi
 //   - citysense_series_messages_published_total: partition messages published
 //   - citysense_series_bytes_published_total: compressed bytes published
 //   - citysense_series_enrich_errors_total: batches the enrichment chain failed on (retried)
+//   - citysense_series_refused_points_total{reason}: points outside the limits (too_old,
+//     too_new, too_many_tags, too_many_fields), sent to the quarantine
 func (sp *SeriesPublisher) Metrics() *metrics.Set { return sp.set }
 
 // Write enriches and publishes the batches; see SeriesPublisher.
@@ -105,8 +140,9 @@ func (sp *SeriesPublisher) Write(ctx context.Context, batches []protocols.Batch)
 
 	var futures []jetstream.PubAckFuture
 	total := 0
+	now := sp.cfg.Now()
 	for _, b := range batches {
-		pts := b.Points
+		pts := sp.applyLimits(b.ID, b.Points, now)
 		if sp.enrich != nil {
 			var err error
 			if pts, err = sp.enrich.Enrich(pts); err != nil {
@@ -164,6 +200,46 @@ func (sp *SeriesPublisher) Write(ctx context.Context, batches []protocols.Batch)
 	sp.published.Add(total)
 	sp.parts.Add(len(futures))
 	return total, nil
+}
+
+var limitReasons = [4]string{"too_old", "too_new", "too_many_tags", "too_many_fields"}
+
+// applyLimits removes the points outside the limits, in place, handing each
+// to the quarantine with its reason.
+func (sp *SeriesPublisher) applyLimits(batchID string, pts []protocols.Point, now time.Time) []protocols.Point {
+	l := sp.cfg.Limits
+	var oldest, newest int64 = math.MinInt64, math.MaxInt64
+	if l.MaxPast > 0 {
+		oldest = now.Add(-l.MaxPast).UnixNano()
+	}
+	if l.MaxFuture > 0 {
+		newest = now.Add(l.MaxFuture).UnixNano()
+	}
+	kept := pts[:0]
+	for i := range pts {
+		p := &pts[i]
+		reason := -1
+		switch {
+		case p.Time < oldest:
+			reason = 0
+		case p.Time > newest:
+			reason = 1
+		case l.MaxTags > 0 && len(p.Tags) > l.MaxTags:
+			reason = 2
+		case l.MaxFields > 0 && len(p.Fields) > l.MaxFields:
+			reason = 3
+		}
+		if reason < 0 {
+			kept = append(kept, *p)
+			continue
+		}
+		sp.refused[reason].Inc()
+		if sp.cfg.Quarantine != nil {
+			sp.cfg.Quarantine.Quarantine("ingest", *p, fmt.Sprintf("%s (batch %s, time %s)", limitReasons[reason], batchID,
+				time.Unix(0, p.Time).UTC().Format(time.RFC3339)))
+		}
+	}
+	return kept
 }
 
 // Interface guards.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,5 +175,56 @@ func TestNewSeriesPublisher_badConfig(t *testing.T) {
 	}
 	if _, err := NewSeriesPublisher(nil, nil, SeriesConfig{Partitions: 2}, nil); err == nil {
 		t.Error("empty prefix accepted")
+	}
+}
+
+type recordingQuarantine struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (q *recordingQuarantine) Quarantine(stage string, p protocols.Point, reason string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.reasons = append(q.reasons, stage+": "+reason)
+}
+
+func TestSeriesPublisher_Write_limitsQuarantinePointsOutOfBounds(t *testing.T) {
+	h := newHarness(t)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	q := &recordingQuarantine{}
+	sp, err := NewSeriesPublisher(h.bus.JetStream(), nil, SeriesConfig{
+		SubjectPrefix: "cs.series.", Partitions: 2, Quarantine: q, Now: func() time.Time { return now },
+		Limits: Limits{MaxPast: 24 * time.Hour, MaxFuture: time.Hour, MaxTags: 2, MaxFields: 2},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := []protocols.Field{{Key: "v", Value: protocols.Float(1)}}
+	pts := []protocols.Point{
+		{Measurement: "ok", Fields: f, Time: now.UnixNano()},
+		{Measurement: "old", Fields: f, Time: now.AddDate(-100, 0, 0).UnixNano()},
+		{Measurement: "new", Fields: f, Time: now.AddDate(100, 0, 0).UnixNano()},
+		{Measurement: "tags", Tags: []protocols.Tag{{Key: "a", Value: "1"}, {Key: "b", Value: "2"}, {Key: "c", Value: "3"}}, Fields: f, Time: now.UnixNano()},
+		{Measurement: "fields", Fields: []protocols.Field{{Key: "a", Value: protocols.Int(1)}, {Key: "b", Value: protocols.Int(1)}, {Key: "c", Value: protocols.Int(1)}}, Time: now.UnixNano()},
+		{Measurement: "ok2", Fields: f, Time: now.Add(59 * time.Minute).UnixNano()},
+	}
+	n, err := sp.Write(context.Background(), []protocols.Batch{{ID: "gw-1-7", Points: pts}})
+	if err != nil || n != 2 {
+		t.Fatalf("Write = %d, %v; want the 2 good points published", n, err)
+	}
+	want := []string{"too_old", "too_new", "too_many_tags", "too_many_fields"}
+	if len(q.reasons) != len(want) {
+		t.Fatalf("quarantined %v", q.reasons)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(q.reasons[i], "ingest: "+w+" (batch gw-1-7, time ") {
+			t.Errorf("reason %d = %q, want %s", i, q.reasons[i], w)
+		}
+	}
+	for i, c := range sp.refused {
+		if c.Get() != 1 {
+			t.Errorf("refused[%s] = %d, want 1", limitReasons[i], c.Get())
+		}
 	}
 }
