@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -164,7 +163,8 @@ func Build(doc *confx.Doc, nodes []yaml.Node, path string, env Env) (*Chain, err
 				Msg: "want a mapping with a type key, e.g. {type: registry}"})
 			continue
 		}
-		typ, name, body, typeLine, nameLine := splitStage(node)
+		body, keys := confx.Without(node, "type", "name")
+		typ, name, typeLine, nameLine := keys["type"].Value, keys["name"].Value, keys["type"].Line, keys["name"].Line
 		if typ == "" {
 			probs = append(probs, confx.Problem{File: doc.File, Line: node.Line, Path: p,
 				Msg: fmt.Sprintf("missing type (known: %s)", strings.Join(Types(), ", "))})
@@ -190,14 +190,14 @@ func Build(doc *confx.Doc, nodes []yaml.Node, path string, env Env) (*Chain, err
 		names[name] = true
 		st := factory()
 		if err := doc.Decode(body, p, st); err != nil {
-			probs = appendProblems(probs, doc, p, err)
+			probs = doc.Place(probs, p, err)
 			continue
 		}
 		senv := env
 		senv.Name = name
 		senv.Log = base.With("stage", name)
 		if err := st.Init(senv); err != nil {
-			probs = appendProblems(probs, doc, p, err)
+			probs = doc.Place(probs, p, err)
 		}
 		// A station source is handed on even when its own Init failed, so
 		// that the stages after it report their own problems and not a
@@ -226,57 +226,6 @@ func validName(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// splitStage returns the stage's type and name and its block without those
-// keys, since they select and label the stage and are not its fields.
-func splitStage(n *yaml.Node) (typ, name string, body *yaml.Node, typeLine, nameLine int) {
-	cp := *n
-	cp.Content = make([]*yaml.Node, 0, len(n.Content))
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "type":
-			typ, typeLine = v.Value, k.Line
-		case "name":
-			name, nameLine = v.Value, k.Line
-		default:
-			cp.Content = append(cp.Content, k, v)
-		}
-	}
-	return typ, name, &cp, typeLine, nameLine
-}
-
-// appendProblems adds the problems in err. Problems a stage reports without
-// a file (paths relative to its block) are placed under the block's path;
-// problems in other files (a stations file) keep their own place.
-func appendProblems(probs confx.Problems, doc *confx.Doc, base string, err error) confx.Problems {
-	var leaves []error
-	var flatten func(error)
-	flatten = func(e error) {
-		if m, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, x := range m.Unwrap() {
-				flatten(x)
-			}
-			return
-		}
-		leaves = append(leaves, e)
-	}
-	flatten(err)
-	for _, e := range leaves {
-		var p confx.Problem
-		switch {
-		case errors.As(e, &p) && (p.File != "" || p.Line > 0):
-			probs = append(probs, p) // already placed, maybe in another file
-		case errors.As(e, &p) && p.Path != "":
-			probs = append(probs, doc.At(base+"."+p.Path, "%s", p.Msg))
-		case errors.As(e, &p):
-			probs = append(probs, doc.At(base, "%s", p.Msg))
-		default:
-			probs = append(probs, doc.At(base, "%v", e))
-		}
-	}
-	return probs
 }
 
 // Find returns the first stage of the chain (searching nested chains) that

@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -421,3 +422,62 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the size in bytes.
 func (s Size) MarshalYAML() (any, error) { return int64(s), nil }
+
+// Key is a scalar taken out of a mapping by Without, with its line.
+type Key struct {
+	Value string
+	Line  int // 0 when the key was absent
+}
+
+// Without returns a copy of the mapping n without the given keys, and the
+// values those keys had. Plugin blocks use it: `type:` (and `name:`) select
+// and label a plugin and are not fields of its configuration, so they are
+// taken out before the block is decoded strictly into the plugin.
+func Without(n *yaml.Node, keys ...string) (*yaml.Node, map[string]Key) {
+	taken := make(map[string]Key, len(keys))
+	cp := *n
+	cp.Content = make([]*yaml.Node, 0, len(n.Content))
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if slices.Contains(keys, k.Value) {
+			taken[k.Value] = Key{Value: v.Value, Line: k.Line}
+			continue
+		}
+		cp.Content = append(cp.Content, k, v)
+	}
+	return &cp, taken
+}
+
+// Place appends the problems in err to probs, positioned for a plugin
+// block at path base: a Problem that already has a place (a file or a line,
+// possibly in another file such as a station registry) keeps it; one with a
+// path relative to the block goes to base.path; anything else, a plain
+// error included, goes to base. Joined errors are taken apart.
+func (d *Doc) Place(probs Problems, base string, err error) Problems {
+	var leaves []error
+	var flatten func(error)
+	flatten = func(e error) {
+		if m, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range m.Unwrap() {
+				flatten(x)
+			}
+			return
+		}
+		leaves = append(leaves, e)
+	}
+	flatten(err)
+	for _, e := range leaves {
+		var p Problem
+		switch {
+		case errors.As(e, &p) && (p.File != "" || p.Line > 0):
+			probs = append(probs, p)
+		case errors.As(e, &p) && p.Path != "":
+			probs = append(probs, d.At(joinPath(base, p.Path), "%s", p.Msg))
+		case errors.As(e, &p):
+			probs = append(probs, d.At(base, "%s", p.Msg))
+		default:
+			probs = append(probs, d.At(base, "%v", e))
+		}
+	}
+	return probs
+}

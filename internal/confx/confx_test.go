@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 type testInner struct {
@@ -147,6 +149,65 @@ func TestParseDuration(t *testing.T) {
 	for _, bad := range []string{"", "5", "d", "-3d", "1y"} {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestWithout_TakesSelectorKeys(t *testing.T) {
+	var c struct {
+		Items []yaml.Node `yaml:"items"`
+	}
+	doc, err := Load("p.yaml", []byte("items:\n  - type: sim\n    name: a\n    stations: 3\n"), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, keys := Without(&c.Items[0], "type", "name")
+	if keys["type"] != (Key{"sim", 2}) || keys["name"] != (Key{"a", 3}) || keys["absent"] != (Key{}) {
+		t.Fatalf("keys = %v", keys)
+	}
+	var v struct {
+		Stations int `yaml:"stations"`
+	}
+	if err := doc.Decode(body, "items[0]", &v); err != nil || v.Stations != 3 {
+		t.Fatalf("decode body: %v %+v", err, v)
+	}
+	if len(c.Items[0].Content) != 6 {
+		t.Fatal("Without changed the original node")
+	}
+}
+
+func TestDoc_Place(t *testing.T) {
+	var c struct {
+		Items []yaml.Node `yaml:"items"`
+	}
+	doc, _ := Load("p.yaml", []byte("items:\n  - type: sim\n    stations: 0\n"), &c)
+	// Decoding the block records its keys' lines, as a plugin's Init does.
+	var plugin struct {
+		Type     string `yaml:"type"`
+		Stations int    `yaml:"stations"`
+	}
+	if err := doc.Decode(&c.Items[0], "items[0]", &plugin); err != nil {
+		t.Fatal(err)
+	}
+	err := errors.Join(
+		Problem{Path: "stations", Msg: "must be at least 1"},
+		Problem{File: "stations.yaml", Line: 9, Msg: "bad latitude"},
+		Problem{Msg: "no path"},
+		errors.New("plain"),
+	)
+	got := doc.Place(nil, "items[0]", err)
+	want := []string{
+		"p.yaml:3: items[0].stations: must be at least 1",
+		"stations.yaml:9: bad latitude",
+		"p.yaml:2: items[0]: no path",
+		"p.yaml:2: items[0]: plain",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i].Error() != want[i] {
+			t.Errorf("problem %d = %q, want %q", i, got[i].Error(), want[i])
 		}
 	}
 }

@@ -273,9 +273,9 @@ func Build(doc *confx.Doc, nodes []yaml.Node, path string, env Env) (*Chain, err
 			probs = append(probs, b.probs...)
 			continue
 		}
-		var typ, name string
-		var typeLine, nameLine int
-		b.node, typ, typeLine, name, nameLine = splitKeys(node)
+		var keys map[string]confx.Key
+		b.node, keys = confx.Without(node, "type", "name")
+		typ, typeLine, name, nameLine := keys["type"].Value, keys["type"].Line, keys["name"].Value, keys["name"].Line
 		fn, ok := stageBuilders[typ]
 		switch {
 		case typ == "":
@@ -334,25 +334,6 @@ func defaultName(path string) string {
 		name = "stage"
 	}
 	return name
-}
-
-// splitKeys returns the block without its type and name keys, which select
-// and name the stage and are not fields of its configuration.
-func splitKeys(n *yaml.Node) (body *yaml.Node, typ string, typeLine int, name string, nameLine int) {
-	cp := *n
-	cp.Content = make([]*yaml.Node, 0, len(n.Content))
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "type":
-			typ, typeLine = v.Value, k.Line
-		case "name":
-			name, nameLine = v.Value, k.Line
-		default:
-			cp.Content = append(cp.Content, k, v)
-		}
-	}
-	return &cp, typ, typeLine, name, nameLine
 }
 
 // builder collects the problems of one stage's block while it is decoded
