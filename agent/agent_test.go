@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,11 +125,15 @@ inputs:
     start: 2025-01-01T00:00:00Z
     ticks: 3
     realtime: false
+buffer:
+  batch_points: 7
+  flush_interval: 1ms
 outputs:
   - type: nats
     url: %s
-    batch_points: 7
     timeout: 2s
+    reconnect_wait: 50ms
+    max_backoff: 200ms
 `, dataDir, httpAddr, url)
 }
 
@@ -211,12 +218,20 @@ func TestAgent_Run_simToJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	// batch_points 7 splits each tick: 14 → 2 batches, 10 → 2, 10 → 2.
+	// The skeleton's keys keep their meaning; more follow.
 	wantStatus := map[string]any{
 		"agent_id": "gw-test", "points_read": 34.0, "points_buffered": 34.0, "points_sent": 34.0,
 		"batches_sent": 6.0, "buffer_pending_batches": 0.0, "buffer_pending_points": 0.0, "inputs_done": true,
+		"ready": "ok",
 	}
-	if !reflect.DeepEqual(st, wantStatus) {
-		t.Fatalf("/status = %s", body)
+	for k, v := range wantStatus {
+		if !reflect.DeepEqual(st[k], v) {
+			t.Fatalf("/status %s = %v, want %v in\n%s", k, st[k], v, body)
+		}
+	}
+	outs, _ := st["outputs"].([]any)
+	if len(outs) != 1 || outs[0].(map[string]any)["id"] != "nats" || outs[0].(map[string]any)["pending_points"] != 0.0 {
+		t.Fatalf("/status outputs = %v", st["outputs"])
 	}
 
 	got, ids := rawPoints(t, url)
@@ -229,9 +244,11 @@ func TestAgent_Run_simToJetStream(t *testing.T) {
 
 	_, m := get(t, h, "/metrics")
 	for _, line := range []string{
-		"citysense_agent_points_read_total 34", "citysense_agent_batches_sent_total 6",
-		"citysense_agent_points_sent_total 34", "citysense_agent_publish_errors_total 0",
-		"citysense_agent_buffer_pending_batches 0", "citysense_agent_uplink_connected 1",
+		"citysense_agent_points_read_total 34", `citysense_agent_output_batches_sent_total{output="nats"} 6`,
+		`citysense_agent_output_points_sent_total{output="nats"} 34`, `citysense_agent_output_errors_total{output="nats"} 0`,
+		"citysense_agent_buffer_pending_batches 0", `citysense_agent_output_connected{output="nats"} 1`,
+		`citysense_agent_points_dropped_total{reason="max_bytes"} 0`, "citysense_agent_buffer_segments 1",
+		`citysense_agent_output_latency_seconds_count{output="nats"} 6`, "citysense_agent_ready 1",
 		"go_goroutines ",
 	} {
 		if !strings.Contains(m, line) {
@@ -286,8 +303,15 @@ func TestAgent_Run_collectorDownKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, ids := rawPoints(t, url)
-	if len(got) != 68 || ids[0] != "gw-test-1" || ids[len(ids)-1] != "gw-test-12" || len(ids) != 12 {
-		t.Fatalf("stream: %d points, ids %v", len(got), ids)
+	// Live first: the second run's batches may overtake the first run's.
+	slices.SortFunc(ids, func(x, y string) int { return cmp.Compare(len(x), len(y))*2 + strings.Compare(x, y) })
+	want := make([]string, 12)
+	for i := range want {
+		want[i] = fmt.Sprintf("gw-test-%d", i+1)
+	}
+	slices.SortFunc(want, func(x, y string) int { return cmp.Compare(len(x), len(y))*2 + strings.Compare(x, y) })
+	if len(got) != 68 || !reflect.DeepEqual(ids, want) {
+		t.Fatalf("stream: %d points, ids %v; want 68 in batches 1..12, numbered on across the restart", len(got), ids)
 	}
 }
 
@@ -353,5 +377,189 @@ func TestNew_invalidConfig(t *testing.T) {
 	c.Agent.ID = "bad id"
 	if _, err := New(c, nil); err == nil || !strings.Contains(err.Error(), "agent.id") {
 		t.Fatalf("New with a bad id: %v", err)
+	}
+}
+
+func TestAgent_Run_processors(t *testing.T) {
+	url := startCollector(t)
+	cfg := loadConfig(t, fmt.Sprintf(`agent:
+  id: gw-test
+  data_dir: %s
+  http: ""
+inputs:
+  - type: sim
+    stations: 4
+    seed: 5
+    interval: 1m
+    start: 2025-01-01T00:00:00Z
+    ticks: 3
+    realtime: false
+    processors:
+      - type: filter
+        exclude:
+          measurement: [traffic, station]
+processors:
+  - type: tags
+    add: {gateway: gw-test}
+buffer:
+  flush_interval: 1ms
+outputs:
+  - type: nats
+    url: %s
+`, t.TempDir(), url))
+	a, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, a)
+	waitFor(t, "the sim to be sent", func() bool {
+		st := a.Status()
+		return st.InputsDone && st.BufferPendingBatches == 0 && st.PointsSent > 0
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	p := sim.Params{Stations: 4, Seed: 5, Interval: time.Minute, Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var want []protocols.Point
+	for tick := range 3 {
+		for _, pt := range sim.Generate(p, tick) {
+			if pt.Measurement == "traffic" || pt.Measurement == "station" {
+				continue
+			}
+			pt.SetTag("gateway", "gw-test")
+			want = append(want, pt)
+		}
+	}
+	got, _ := rawPoints(t, url)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("the stream holds %d points, want %d: the input's filter, then the global tags", len(got), len(want))
+	}
+	if st := a.Status(); st.PointsRead != 34 || st.PointsBuffered != uint64(len(want)) {
+		t.Fatalf("read %d buffered %d, want 34 and %d", st.PointsRead, st.PointsBuffered, len(want))
+	}
+}
+
+func TestAgent_Run_readyzDegradedWhileBuffering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "nats://" + ln.Addr().String()
+	ln.Close()
+	a, err := New(loadConfig(t, simConfig(t.TempDir(), "", deadURL)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, a)
+	defer stop()
+	waitFor(t, "the sim to be buffered", func() bool { return a.Status().InputsDone })
+	code, body := get(t, a.Handler(), "/readyz")
+	if code != http.StatusOK || !strings.HasPrefix(body, "degraded: buffering") || !strings.Contains(body, "nats") {
+		t.Fatalf("/readyz while the collector is away = %d %q", code, body)
+	}
+}
+
+func TestAgent_Reload(t *testing.T) {
+	url := startCollector(t)
+	dataDir := t.TempDir()
+	a, err := New(loadConfig(t, simConfig(dataDir, "", url)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, a)
+	defer stop()
+	waitFor(t, "the first sim", func() bool { st := a.Status(); return st.InputsDone && st.PointsSent == 34 })
+
+	// A bad configuration changes nothing.
+	bad := loadConfig(t, simConfig(dataDir, "", url))
+	bad.Outputs[0].MaxInflight = 5000
+	if err := a.Reload(bad); err == nil {
+		t.Fatal("Reload accepted an invalid configuration")
+	}
+
+	// A second input and a changed output; the unchanged input is kept
+	// (it is done and is not run again: its 34 points stay 34).
+	yaml := simConfig(dataDir, "", url) + `    max_inflight: 8
+`
+	yaml = strings.Replace(yaml, "inputs:\n", `inputs:
+  - type: sim
+    stations: 1
+    seed: 9
+    interval: 1m
+    start: 2025-06-01T00:00:00Z
+    ticks: 2
+    realtime: false
+`, 1)
+	if err := a.Reload(loadConfig(t, yaml)); err != nil {
+		t.Fatal(err)
+	}
+	// 1 station: 1 air + 1 noise + 1 traffic per tick, + 1 station at tick 0.
+	waitFor(t, "the new input's points", func() bool {
+		st := a.Status()
+		return st.InputsDone && st.PointsSent == 34+7 && st.BufferPendingBatches == 0
+	})
+	st := a.Status()
+	if st.Reloads != 1 || len(st.Inputs) != 2 || st.Outputs[0].ID != "nats" {
+		t.Fatalf("status after reload: %+v", st)
+	}
+	got, _ := rawPoints(t, url)
+	if len(got) != 41 {
+		t.Fatalf("stream holds %d points, want 41 (nothing sent twice, nothing lost)", len(got))
+	}
+
+	// Keys only a restart can change are reported and kept.
+	moved := loadConfig(t, yaml)
+	moved.Agent.HTTP = "127.0.0.1:1"
+	if err := a.Reload(moved); !errors.Is(err, ErrNeedsRestart) {
+		t.Fatalf("Reload with a new http address = %v", err)
+	}
+}
+
+func TestAgent_Reload_globalProcessors(t *testing.T) {
+	url := startCollector(t)
+	dataDir := t.TempDir()
+	yaml := func(tag string, seed int) string {
+		return fmt.Sprintf(`agent:
+  id: gw-test
+  data_dir: %s
+  http: ""
+inputs:
+  - type: sim
+    stations: 1
+    seed: %d
+    interval: 1m
+    start: 2025-01-01T00:00:00Z
+    ticks: 1
+    realtime: false
+processors:
+  - type: tags
+    add: {site: %s}
+buffer:
+  flush_interval: 1ms
+outputs:
+  - type: nats
+    url: %s
+`, dataDir, seed, tag, url)
+	}
+	a, err := New(loadConfig(t, yaml("old", 1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, a)
+	defer stop()
+	waitFor(t, "the first tick", func() bool { st := a.Status(); return st.InputsDone && st.PointsSent == 4 })
+	// New processors and a new input (another seed): its points get the new tag.
+	if err := a.Reload(loadConfig(t, yaml("new", 2))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second tick", func() bool { st := a.Status(); return st.InputsDone && st.PointsSent == 8 })
+	got, _ := rawPoints(t, url)
+	sites := map[string]int{}
+	for _, p := range got {
+		v, _ := p.Tag("site")
+		sites[v]++
+	}
+	if sites["old"] != 4 || sites["new"] != 4 {
+		t.Fatalf("site tags %v, want 4 old and 4 new", sites)
 	}
 }

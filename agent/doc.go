@@ -1,22 +1,34 @@
 // Package agent is citysense-agent as a library: New builds an agent from a
-// validated configuration, Run runs it until its context ends.
+// validated configuration, Run runs it until its context ends, Reload
+// switches a running agent to a new configuration.
 //
 // # Basics
 //
-// Data flows one way: inputs → buffer → uplink. Every input writes through
-// one accumulator that appends to the durable buffer and returns only after
-// the fsync, so an input acknowledges its device only for readings that
-// survive a power cut. The uplink drains the buffer to the collector on its
-// own schedule; a collector that is away for a day costs disk, not data.
+// Data flows one way: inputs → processors → buffer → outputs. Every input
+// writes through its own accumulator, which passes the points through the
+// input's processor chain, then the global chain, then appends them to the
+// durable buffer and returns only after the fsync, so an input acknowledges
+// its device only for readings that survive a power cut. A timer flushes
+// the chains' completed windows into the buffer. Each output drains the
+// buffer on its own schedule, live data first; a destination that is away
+// for a day costs disk, not data.
 //
-// Run also serves /healthz, /readyz, /status (JSON counters) and /metrics
-// (Prometheus text) on the configured address.
+// Run also serves /healthz, /readyz, /status (JSON) and /metrics
+// (Prometheus text) on the configured address; see docs/agent-operations.md
+// for what /readyz answers when.
 //
-// # Shutdown
+// # Reload and shutdown
 //
-// When ctx ends, Run stops the inputs and waits for them, then lets the
-// uplink finish the publish in flight, stops it, closes the buffer and
-// returns nil. What is still buffered is sent by the next run.
+// Reload keeps the buffer open and keeps running whatever did not change;
+// a changed input is stopped (its chain flushed into the buffer and its
+// state saved) and started anew, a changed output finishes what it has in
+// flight and starts again from the buffer's record of what it delivered. A
+// configuration that fails validation changes nothing.
+//
+// When ctx ends, Run stops the inputs, flushes every chain into the buffer
+// (Flush(true), then Close saves their state), lets the outputs finish what
+// is in flight within their timeout, closes the buffer and returns nil.
+// What is still buffered is sent by the next run.
 //
 // # Imports
 //

@@ -231,10 +231,10 @@ func TestIngest_AgentEnrollment(t *testing.T) {
 		delivers  bool
 	}
 	runs := []agentRun{
-		{"gw-a", credsA, 2031, true},
-		{"gw-b", credsA, 2032, false},  // gw-a's key publishing to cs.raw.gw-b
-		{"gw-c", garbage, 2033, false}, // not a creds file at all
-		{"gw-d", unknown, 2034, false}, // a key the collector never enrolled
+		{"gw-a", credsA, 2021, true},
+		{"gw-b", credsA, 2022, false},  // gw-a's key publishing to cs.raw.gw-b
+		{"gw-c", garbage, 2023, false}, // not a creds file at all
+		{"gw-d", unknown, 2024, false}, // a key the collector never enrolled
 	}
 	const stations, ticks = 3, 6
 	agents := map[string]*proc{}
@@ -269,7 +269,7 @@ outputs:
 		return from, from + ticks*10
 	}
 	// gw-a delivers every point, exactly.
-	params := sim.Params{Stations: stations, Seed: 7, Interval: 10 * time.Second, Start: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)}
+	params := sim.Params{Stations: stations, Seed: 7, Interval: 10 * time.Second, Start: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
 	var want [][2]float64
 	for tick := range ticks {
 		for _, p := range sim.Generate(params, tick) {
@@ -279,7 +279,7 @@ outputs:
 			}
 		}
 	}
-	from, to := yearRange(2031)
+	from, to := yearRange(2021)
 	var got [][2]float64
 	waitFor(t, "gw-a's points in the store", 60*time.Second, func() (bool, error) {
 		var err error

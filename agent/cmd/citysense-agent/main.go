@@ -4,20 +4,25 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/citysense/citysense/agent"
+	"github.com/citysense/citysense/agent/internal/buffer"
 	"github.com/citysense/citysense/agent/internal/config"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/internal/confx"
@@ -52,6 +57,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return cmdCheck(rest, stdout, stderr)
 	case "inputs":
 		return cmdInputs(rest, stdout, stderr)
+	case "buffer":
+		return cmdBuffer(rest, stdout, stderr)
 	case "version", "--version":
 		if len(rest) > 0 {
 			return usageError(stderr, "version takes no arguments")
@@ -114,49 +121,61 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "run: unexpected argument %q (the config file goes after -c)", fs.Arg(0))
 	}
 
-	var cfg *config.Config
-	if path == "" {
-		cfg = config.Default()
-	} else {
-		var err error
-		if cfg, err = config.Load(path); err != nil {
-			if cfg != nil { // decodable: list the validation problems too
-				err = joinProblems(err, cfg.Validate())
+	// load reads the configuration and applies the command line over it;
+	// SIGHUP calls it again.
+	load := func() (*config.Config, int, error) {
+		var cfg *config.Config
+		if path == "" {
+			cfg = config.Default()
+		} else {
+			var err error
+			if cfg, err = config.Load(path); err != nil {
+				if cfg != nil { // decodable: list the validation problems too
+					err = joinProblems(err, cfg.Validate())
+				}
+				return nil, cli.ExitConfig, err
 			}
-			return configError(stderr, err)
 		}
-	}
-	// A flag given on the command line wins over the file, even when empty
-	// (--http "" turns the HTTP server off).
-	var bad bool
-	fs.Visit(func(f *flag.Flag) {
-		v := f.Value.String()
-		switch f.Name {
-		case "data-dir":
-			cfg.Agent.DataDir = v
-		case "http":
-			cfg.Agent.HTTP = v
-		case "collector":
-			if len(cfg.Outputs) == 0 {
-				cfg.Outputs = []config.Output{{Type: "nats", BatchPoints: config.DefaultBatchPoints, Timeout: confx.Duration(config.DefaultTimeout)}}
+		// A flag given on the command line wins over the file, even when
+		// empty (--http "" turns the HTTP server off).
+		var bad error
+		fs.Visit(func(f *flag.Flag) {
+			v := f.Value.String()
+			switch f.Name {
+			case "data-dir":
+				cfg.Agent.DataDir = v
+			case "http":
+				cfg.Agent.HTTP = v
+			case "collector":
+				if len(cfg.Outputs) == 0 {
+					cfg.Outputs = []config.Output{{Type: "nats"}}
+					cfg.Outputs[0].FillDefaults()
+				}
+				cfg.Outputs[0].URL = v
+			case "id":
+				if !config.ValidID(v) {
+					bad = fmt.Errorf("run: --id %q: want 1 to 64 of A-Z a-z 0-9 _ - (it is a NATS subject token)", v)
+				}
+				cfg.Agent.ID = v
+			case "log-level":
+				cfg.Log.Level = v
+			case "log-format":
+				cfg.Log.Format = v
 			}
-			cfg.Outputs[0].URL = v
-		case "id":
-			if !config.ValidID(v) {
-				usageError(stderr, "run: --id %q: want 1 to 64 of A-Z a-z 0-9 _ - (it is a NATS subject token)", v)
-				bad = true
-			}
-			cfg.Agent.ID = v
-		case "log-level":
-			cfg.Log.Level = v
-		case "log-format":
-			cfg.Log.Format = v
+		})
+		if bad != nil {
+			return nil, cli.ExitUsage, bad
 		}
-	})
-	if bad {
-		return cli.ExitUsage
+		if err := cfg.Validate(); err != nil {
+			return nil, cli.ExitConfig, err
+		}
+		return cfg, 0, nil
 	}
-	if err := cfg.Validate(); err != nil {
+	cfg, code, err := load()
+	switch {
+	case code == cli.ExitUsage:
+		return usageError(stderr, "%v", err)
+	case err != nil:
 		return configError(stderr, err)
 	}
 	log, err := cli.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
@@ -168,6 +187,37 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return configError(stderr, err)
 	}
 	log.Info(program+" "+cli.Version(), "config", cfg.File(), "id", cfg.Agent.ID, "collector", redactedCollector(cfg))
+
+	// SIGHUP reloads the file. A file that does not load or validate is
+	// logged and the running configuration stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if path == "" {
+				log.Warn("SIGHUP: running the built-in configuration; nothing to reload")
+				continue
+			}
+			log.Info("SIGHUP: reloading the configuration", "config", path)
+			next, _, err := load()
+			if err == nil {
+				err = a.Reload(*next)
+			}
+			switch {
+			case errors.Is(err, agent.ErrNeedsRestart):
+				log.Warn("configuration reloaded in part", "err", err)
+			case err != nil:
+				log.Error("configuration not reloaded; the running one stays", "err", err)
+			}
+		}
+	}()
+
 	if err := a.Run(ctx); err != nil {
 		log.Error(program+" failed", "err", err)
 		return cli.ExitError
@@ -283,6 +333,125 @@ func cmdInputs(args []string, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
+func cmdBuffer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "stats" && args[0] != "export") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, manual)
+			return cli.ExitOK
+		}
+		return usageError(stderr, "buffer: want stats or export, e.g. buffer stats --data-dir /var/lib/citysense")
+	}
+	sub := args[0]
+	fs := newFlags("buffer " + sub)
+	var dataDir, path, output string
+	var asJSON bool
+	fs.StringVar(&dataDir, "data-dir", "", "")
+	fs.StringVar(&path, "c", "", "")
+	fs.StringVar(&path, "config", "", "")
+	if sub == "stats" {
+		fs.BoolVar(&asJSON, "json", false, "")
+	} else {
+		fs.StringVar(&output, "output", "", "")
+	}
+	if code, stop := parse(fs, args[1:], stdout, stderr); stop {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "buffer %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+	var outputs []string
+	statusURL := "http://127.0.0.1:9274/status"
+	if path != "" {
+		cfg, err := config.Load(path)
+		if cfg == nil {
+			return configError(stderr, err)
+		}
+		if dataDir == "" {
+			dataDir = cfg.Agent.DataDir
+		}
+		for _, o := range cfg.Outputs {
+			outputs = append(outputs, o.ID)
+		}
+		if cfg.Agent.HTTP != "" {
+			statusURL = "http://" + cfg.Agent.HTTP + "/status"
+		}
+	}
+	if dataDir == "" {
+		return usageError(stderr, "buffer %s: which buffer? Give --data-dir DIR or -c FILE", sub)
+	}
+	b, problems, err := buffer.Inspect(dataDir, outputs...)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", program, err)
+		if errors.Is(err, buffer.ErrLocked) {
+			fmt.Fprintf(stderr, "%s: the agent is running; stop it first, or read %s\n", program, statusURL)
+		}
+		return cli.ExitError
+	}
+	defer b.Close()
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "%s: unreadable, left as it is (the agent moves it to quarantine/ at its next start): %v\n", program, p)
+	}
+	if sub == "export" {
+		w := bufio.NewWriterSize(stdout, 1<<16)
+		batches, points, err := b.Export(w, output)
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: export: %v\n", program, err)
+			return cli.ExitError
+		}
+		fmt.Fprintf(stderr, "%s: exported %d points in %d batches\n", program, points, batches)
+		return cli.ExitOK
+	}
+	st := b.Stats()
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return cli.ExitOK
+	}
+	printStats(stdout, st, buffer.QuarantinedFiles(dataDir))
+	return cli.ExitOK
+}
+
+// printStats writes buffer statistics for a person on site.
+func printStats(w io.Writer, st buffer.Stats, quarantined []string) {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "buffer      %s\n", st.Dir)
+	fmt.Fprintf(w, "bytes       %d (%.1f MiB on disk; %d of compressed data)\n", st.Bytes, float64(st.Bytes)/(1<<20), st.BodyBytes)
+	fmt.Fprintf(w, "kept        %d points in %d batches\n", st.Points, st.Batches)
+	fmt.Fprintf(w, "buffered    oldest %s, newest %s\n", ts(st.Oldest), ts(st.Newest))
+	fmt.Fprintf(w, "readings    oldest %s, newest %s\n", ts(st.OldestPoint), ts(st.NewestPoint))
+	fmt.Fprintf(w, "next batch  %d\n", st.NextSeq)
+	ids := make([]string, 0, len(st.Outputs))
+	for id := range st.Outputs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	fmt.Fprintf(w, "\n%-16s %12s %10s\n", "OUTPUT", "PENDING PTS", "BATCHES")
+	for _, id := range ids {
+		o := st.Outputs[id]
+		fmt.Fprintf(w, "%-16s %12d %10d\n", id, o.PendingPoints, o.PendingBatches)
+	}
+	fmt.Fprintf(w, "%-16s %12d %10d   (kept for at least one output)\n", "(any)", st.Points, st.Batches)
+	fmt.Fprintf(w, "\n%-30s %10s %10s %10s %9s  %-20s %-20s\n", "SEGMENT", "BYTES", "POINTS", "BATCHES", "SEALED", "OLDEST", "NEWEST")
+	for _, s := range st.Segments {
+		fmt.Fprintf(w, "%-30s %10d %10d %10d %9v  %-20s %-20s\n", s.File, s.Bytes, s.Points, s.Batches, s.Sealed, ts(s.Oldest), ts(s.Newest))
+	}
+	if len(quarantined) > 0 {
+		fmt.Fprintf(w, "\nquarantine  %d files in %s\n", len(quarantined), filepath.Join(st.Dir, buffer.QuarantineName))
+		for _, q := range quarantined {
+			fmt.Fprintf(w, "  %s\n", q)
+		}
+	}
+}
+
 func init() {
 	// Only main touches this process-wide switch: # HELP and # TYPE lines
 	// let Prometheus tell counters from gauges.
@@ -294,6 +463,8 @@ const synopsis = `Usage:
                       [--id ID] [--log-level LEVEL] [--log-format FORMAT]
   citysense-agent check -c FILE
   citysense-agent inputs [TYPE]
+  citysense-agent buffer stats (--data-dir DIR | -c FILE) [--json]
+  citysense-agent buffer export (--data-dir DIR | -c FILE) [--output ID]
   citysense-agent version
   citysense-agent help
 `
@@ -308,17 +479,22 @@ SYNOPSIS
                         [--log-level LEVEL] [--log-format FORMAT]
     citysense-agent check -c FILE
     citysense-agent inputs [TYPE]
+    citysense-agent buffer stats (--data-dir DIR | -c FILE) [--json]
+    citysense-agent buffer export (--data-dir DIR | -c FILE) [--output ID]
     citysense-agent version
     citysense-agent help
 
 DESCRIPTION
-    The agent reads sensors through its inputs, writes every reading to a
-    durable buffer on disk (fsync'd before the reading counts as taken) and
-    forwards the buffer to the collector over NATS JetStream. A batch leaves
-    the buffer only after the collector stored it; a batch sent twice, after
-    a lost acknowledgement or a crash, is dropped by the collector as a
-    duplicate. While the collector is unreachable the agent keeps buffering
-    and retries with growing pauses.
+    The agent reads sensors through its inputs, passes the readings through
+    its processors (filter, deadband, aggregate, ...), writes them to a
+    durable buffer on disk (fsync'd before a reading counts as taken) and
+    forwards the buffer to its outputs: the collector over NATS JetStream,
+    or any InfluxDB-compatible write API. A batch leaves the buffer only
+    after the destination stored it; a batch sent twice, after a lost
+    acknowledgement or a crash, is dropped by the collector as a duplicate.
+    While a destination is unreachable the agent keeps buffering and
+    retries with growing, jittered pauses; when it is back, new readings go
+    first and the backlog follows at outputs[].backfill_rate.
 
 COMMANDS
     run      Run the agent until SIGINT or SIGTERM. Without -c it runs the
@@ -330,6 +506,18 @@ COMMANDS
              as FILE:LINE: KEY: MESSAGE, or "FILE: ok".
     inputs   List the input types compiled in, each with an example
              configuration block; with TYPE, only that one.
+    buffer stats
+             Show the buffer of a stopped agent: segment files, bytes,
+             points pending per output, oldest and newest reading, and the
+             quarantine. --json prints the figures as JSON.
+    buffer export
+             Write the pending batches of a stopped agent to standard
+             output as line protocol (nanosecond timestamps), oldest first:
+             those output ID has not delivered with --output ID, else every
+             batch kept. For carrying data off site by hand, e.g.
+             citysense-agent buffer export -c agent.yaml | gzip > gw.lp.gz
+             Both refuse, naming the process, while an agent holds the
+             buffer.
     version  Print the version, commit, build date and platform.
     help     Print this manual (also -h, --help).
 
@@ -361,34 +549,74 @@ OPTIONS
     -c, --config FILE
            The file to check; it may also be given as the only argument.
 
+    Options of buffer stats and buffer export:
+
+    --data-dir DIR
+           The agent's data directory (agent.data_dir).
+    -c, --config FILE
+           Take the data directory from this configuration file.
+    --json
+           (stats) Print JSON.
+    --output ID
+           (export) Only what the output with this id has not delivered.
+
 CONFIGURATION
-    agent:    {id, data_dir, http}
-    log:      {level, format}
-    inputs:   a list of blocks, each with a type (see the inputs command)
-    buffer:   {max_bytes: 256MiB, flush_interval: 2ms}
-    outputs:  one block {type: nats, url, creds, batch_points: 5000,
-               timeout: 10s}
+    agent:      {id, data_dir, http, stuck_after: 10m}
+    log:        {level, format}
+    inputs:     a list of blocks, each with a type (see the inputs command)
+                and optionally its own processors: list
+    processors: a list of stages applied to every input after its own
+                (filter, deadband, aggregate, tags, scale, rename)
+    buffer:     {max_bytes: 256MiB, max_age: 0s, policy: drop_oldest,
+                 segment_size: 16MiB, batch_points: 5000,
+                 flush_interval: 10ms, flush_points: 50000,
+                 compression: zstd}
+    outputs:    blocks {type: nats, id, url, creds, tls, max_inflight: 64,
+                 backfill_rate: 10000, timeout: 10s, reconnect_wait: 2s,
+                 max_backoff: 30s} or {type: influx, id, url, api: v2,
+                 org, bucket | database, retention_policy, token |
+                 username, password, gzip: true, tls, ...}
+    See docs/agent-operations.md for what each one does.
 
 FILES
     /etc/citysense/agent.yaml
            Suggested place of the configuration file (pass it with -c).
-    DATA_DIR/buffer.db
-           The durable buffer (bbolt). Only one agent may use a data
-           directory at a time.
+    DATA_DIR/buffer/seg-<first batch>.db
+           The durable buffer: bbolt segment files, sealed at
+           buffer.segment_size and deleted once every output delivered
+           them. DATA_DIR/buffer/LOCK keeps a second agent out.
+    DATA_DIR/quarantine/
+           Segments that could not be read at start, batches that failed
+           their checksum and batches a destination refused for good, each
+           with a .txt file saying why.
+    DATA_DIR/state/
+           State of deadband and aggregate processors across restarts.
 
 HTTP
     GET /healthz   200 "ok" while the process runs.
-    GET /readyz    200 "ok" once the buffer is open and the inputs run.
+    GET /readyz    200 "ok" while the outputs are connected and draining;
+                   200 "degraded: buffering (...)" while one is away and
+                   the buffer takes the readings; 503 "failing: ..." when
+                   the buffer refuses writes or a connected output has
+                   delivered nothing for agent.stuck_after; 503 before the
+                   start and during the shutdown.
     GET /status    JSON: agent_id, points_read, points_buffered,
                    points_sent, batches_sent, buffer_pending_batches,
-                   buffer_pending_points, inputs_done.
+                   buffer_pending_points, inputs_done, ready,
+                   points_dropped (by reason), buffer, inputs, outputs.
     GET /metrics   Prometheus text, citysense_agent_* and process metrics.
 
 SIGNALS
     SIGINT, SIGTERM
-           Stop the inputs, finish the publish in flight, close the buffer
-           and exit 0. Readings still buffered are sent by the next run. A
-           second signal exits at once.
+           Stop the inputs, flush the processors into the buffer, let the
+           outputs finish what is in flight (up to outputs[].timeout),
+           close the buffer and exit 0. Readings still buffered are sent by
+           the next run. A second signal exits at once.
+    SIGHUP Read the configuration file again and apply it without losing
+           buffered or in-flight data: unchanged inputs and outputs keep
+           running, changed ones are restarted. A file with problems is
+           logged and the running configuration stays. agent.id, data_dir,
+           http and the buffer's layout need a restart.
 
 EXIT STATUS
     0   Success; run stopped by a signal.
@@ -415,4 +643,10 @@ EXAMPLES
 
     Watch the counters:
         curl -s http://127.0.0.1:9274/status
+
+    Apply an edited configuration:
+        citysense-agent check -c agent.yaml && systemctl reload citysense-agent
+
+    See what a stopped gateway still holds:
+        citysense-agent buffer stats -c /etc/citysense/agent.yaml
 `

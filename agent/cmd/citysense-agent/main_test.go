@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citysense/citysense/agent/internal/buffer"
 	"github.com/citysense/citysense/internal/cli"
+	"github.com/citysense/citysense/protocols"
 )
 
 func runMain(t *testing.T, ctx context.Context, args ...string) (code int, stdout, stderr string) {
@@ -63,7 +65,7 @@ func TestMain_commands(t *testing.T) {
 		{args: []string{"run", "-c", good, "--log-level", "loud"}, code: cli.ExitConfig, stderr: []string{`log.level: want debug, info, warn or error, got "loud"`}},
 		{args: []string{"inputs"}, code: cli.ExitOK, stdout: []string{"# sim", "- type: sim", "stations: 50", "realtime: true"}, stdoutOnly: true},
 		{args: []string{"inputs", "sim"}, code: cli.ExitOK, stdout: []string{"# sim"}, stdoutOnly: true},
-		{args: []string{"inputs", "mqttt"}, code: cli.ExitUsage, stderr: []string{`unknown input type "mqttt" (known: sim)`}},
+		{args: []string{"inputs", "mqttt"}, code: cli.ExitUsage, stderr: []string{`unknown input type "mqttt" (known: `, "sim"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -120,7 +122,47 @@ outputs:
 			t.Errorf("log lacks %s:\n%s", s, stderr)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, "buffer.db")); err != nil {
-		t.Fatalf("--data-dir not used: %v", err)
+	segs, _ := filepath.Glob(filepath.Join(dataDir, "buffer", "seg-*.db"))
+	if len(segs) == 0 {
+		t.Fatalf("--data-dir not used: no segment in %s", dataDir)
+	}
+
+	// What the stopped agent holds, for the installer on site: the sim's
+	// 2 ticks of 2 stations (2 air, 2 noise, 1 traffic, + 2 station at
+	// tick 0) = 12 points, none delivered.
+	code, out, errOut := runMain(t, t.Context(), "buffer", "stats", "--data-dir", dataDir)
+	if code != cli.ExitOK || !strings.Contains(out, "kept        12 points in") || !strings.Contains(out, "seg-") {
+		t.Fatalf("buffer stats: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, t.Context(), "buffer", "stats", "--data-dir", dataDir, "--json")
+	if code != cli.ExitOK || !strings.Contains(out, `"points": 12`) {
+		t.Fatalf("buffer stats --json: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, t.Context(), "buffer", "export", "--data-dir", dataDir, "--output", "nats")
+	pts, err := protocols.DecodeAll([]byte(out), protocols.DecodeOptions{})
+	if code != cli.ExitOK || err != nil || len(pts) != 12 || !strings.Contains(errOut, "exported 12 points") {
+		t.Fatalf("buffer export: exit %d, %d points (%v)\n%s", code, len(pts), err, errOut)
+	}
+
+	// While an agent holds the buffer, both say so and touch nothing.
+	b, err := buffer.Open(dataDir, buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	code, _, errOut = runMain(t, t.Context(), "buffer", "stats", "--data-dir", dataDir)
+	if code != cli.ExitError || !strings.Contains(errOut, "locked by another process") || !strings.Contains(errOut, "the agent is running") {
+		t.Fatalf("buffer stats on a running agent's buffer: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestMain_bufferUsage(t *testing.T) {
+	for _, args := range [][]string{{"buffer"}, {"buffer", "list"}, {"buffer", "stats"}, {"buffer", "export", "x"}} {
+		if code, _, _ := runMain(t, t.Context(), args...); code != cli.ExitUsage {
+			t.Errorf("%v: exit %d, want usage error", args, code)
+		}
+	}
+	if code, _, errOut := runMain(t, t.Context(), "buffer", "stats", "--data-dir", t.TempDir()); code != cli.ExitError || !strings.Contains(errOut, "no buffer in") {
+		t.Errorf("stats of an empty dir: exit %d %s", code, errOut)
 	}
 }

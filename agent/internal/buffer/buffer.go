@@ -1,27 +1,61 @@
 package buffer
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/citysense/citysense/protocols"
 )
 
-// FileName is the name of the buffer's file inside the data directory.
-const FileName = "buffer.db"
+// Names inside the data directory.
+const (
+	DirName        = "buffer"     // segment files, the sequence file and the lock
+	QuarantineName = "quarantine" // segments and batches moved aside
+	LockName       = "LOCK"
+	legacyName     = "buffer.db" // the single-file buffer of earlier versions
+)
 
-// ErrFull is returned by Append when storing the points would take the
-// pending bytes over Options.MaxBytes. Nothing was stored.
-var ErrFull = errors.New("buffer full")
+// Defaults of Options.
+const (
+	DefaultSegmentSize   = 16 << 20
+	DefaultBatchPoints   = 5000
+	DefaultFlushInterval = 10 * time.Millisecond
+	DefaultFlushPoints   = 50000
+	minSegmentSize       = 64 << 10
+	// segmentsPerBound: a segment is at most MaxBytes/segmentsPerBound, so
+	// that drop_oldest frees space in steps of an eighth, not of everything.
+	segmentsPerBound = 8
+	// maxOpenSegments bounds the bbolt handles of sealed segments.
+	maxOpenSegments = 6
+)
+
+// Errors.
+var (
+	// ErrFull is returned by Append under the drop_newest policy when the
+	// points do not fit in MaxBytes. Nothing was stored.
+	ErrFull = errors.New("buffer full")
+	// ErrClosed is returned by Append after Close.
+	ErrClosed = errors.New("buffer closed")
+	// ErrLocked is returned when another process holds the data directory.
+	ErrLocked = errors.New("locked by another process")
+
+	errLockHeld = errors.New("lock held")
+)
 
 // InvalidPointsError reports points that Append left out because line
 // protocol cannot carry them (no fields, NaN, invalid UTF-8, …). The other
@@ -38,172 +72,605 @@ func (e *InvalidPointsError) Error() string {
 
 func (e *InvalidPointsError) Unwrap() error { return e.First }
 
-// Options tune Open. The zero value is usable.
-type Options struct {
-	// MaxBytes bounds the compressed bytes pending; 0 means no bound.
-	MaxBytes int64
-	// MaxEntryPoints splits an Append into entries of at most this many
-	// points, since an entry becomes one message on the uplink; 0 means 5000.
-	MaxEntryPoints int
-	// CommitDelay is how long the first of several concurrent Appends waits
-	// for others to share its fsync (bbolt's MaxBatchDelay). A lone writer
-	// pays it on every Append, so keep it near the cost of an fsync;
-	// 0 means 2ms.
-	CommitDelay time.Duration
-}
+// Policy says what happens when an Append does not fit in MaxBytes.
+type Policy uint8
 
-// Entry is one stored batch.
-type Entry struct {
-	Seq    uint64 // unique and increasing, never reused
-	Body   []byte // zstd-compressed line protocol, nanosecond precision
-	Points int
-}
-
-// Buffer is a durable FIFO queue of point batches. Its methods are safe for
-// concurrent use; Peek and Ack are meant for one consumer.
-type Buffer struct {
-	db       *bolt.DB
-	path     string
-	opts     Options
-	enc      *zstd.Encoder
-	appended chan struct{}
-}
-
-var (
-	bucketEntries = []byte("entries")
-	bucketMeta    = []byte("meta")
-	keyVersion    = []byte("version")
-	keyBatches    = []byte("batches")
-	keyPoints     = []byte("points")
-	keyBytes      = []byte("bytes")
+// The policies.
+const (
+	DropOldest Policy = iota // delete the oldest segments to make room
+	DropNewest               // refuse the Append with ErrFull
+	Block                    // wait for room or for the caller's ctx
 )
 
-const formatVersion = 1
+// ParsePolicy reads drop_oldest, drop_newest or block.
+func ParsePolicy(s string) (Policy, error) {
+	for _, p := range []Policy{DropOldest, DropNewest, Block} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown buffer policy %q (want drop_oldest, drop_newest or block)", s)
+}
 
-// Open opens or creates the buffer in dir.
-func Open(dir string, opts Options) (*Buffer, error) {
-	if opts.MaxEntryPoints <= 0 {
-		opts.MaxEntryPoints = 5000
+func (p Policy) String() string {
+	switch p {
+	case DropOldest:
+		return "drop_oldest"
+	case DropNewest:
+		return "drop_newest"
+	case Block:
+		return "block"
 	}
-	if opts.CommitDelay <= 0 {
-		opts.CommitDelay = 2 * time.Millisecond
+	return "policy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Codec is the compression of a stored batch, which is also the
+// Content-Encoding it is sent with.
+type Codec uint8
+
+// The codecs.
+const (
+	Zstd Codec = 1
+	S2   Codec = 2 // s2 block format: less CPU, larger on disk
+)
+
+// ParseCodec reads zstd or s2.
+func ParseCodec(s string) (Codec, error) {
+	switch s {
+	case "zstd":
+		return Zstd, nil
+	case "s2":
+		return S2, nil
 	}
-	path := filepath.Join(dir, FileName)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("open buffer %q: %w", path, err)
+	return 0, fmt.Errorf("unknown compression %q (want zstd or s2)", s)
+}
+
+func (c Codec) String() string {
+	switch c {
+	case Zstd:
+		return "zstd"
+	case S2:
+		return "s2"
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	return "codec(" + strconv.Itoa(int(c)) + ")"
+}
+
+func (c Codec) valid() bool { return c == Zstd || c == S2 }
+
+// Options configure Open. The zero value is usable: one output named
+// "default", no bounds.
+type Options struct {
+	// Outputs are the ids of the consumers; each keeps its own position
+	// and a batch is deleted once all of them acknowledged it. An id not
+	// seen before starts at the oldest batch kept.
+	Outputs []string
+	// MaxBytes bounds the bytes of the segment files; 0: no bound.
+	MaxBytes int64
+	// MaxAge drops batches buffered longer ago; 0: no bound.
+	MaxAge time.Duration
+	// Policy applies when an Append does not fit in MaxBytes.
+	Policy Policy
+	// SegmentSize is the size at which a segment is sealed and a new one
+	// begun; 0: DefaultSegmentSize. It is lowered to MaxBytes/8.
+	SegmentSize int64
+	// BatchPoints is the most points in one stored batch, which is one
+	// message on the uplink; 0: DefaultBatchPoints.
+	BatchPoints int
+	// FlushInterval is the least time between two commits (fsyncs): the
+	// Appends arriving meanwhile share the next one. 0: DefaultFlushInterval.
+	FlushInterval time.Duration
+	// FlushPoints commits at once, before FlushInterval, when this many
+	// points wait; 0: DefaultFlushPoints.
+	FlushPoints int
+	// Codec compresses the batches; 0: Zstd.
+	Codec Codec
+
+	Log     *slog.Logger     // nil: discard
+	Metrics *metrics.Set     // nil: a private set
+	Now     func() time.Time // nil: time.Now
+}
+
+func (o *Options) setDefaults() {
+	if len(o.Outputs) == 0 {
+		o.Outputs = []string{"default"}
+	}
+	o.Outputs = slices.Compact(slices.Sorted(slices.Values(o.Outputs)))
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.MaxBytes > 0 {
+		o.SegmentSize = min(o.SegmentSize, o.MaxBytes/segmentsPerBound)
+	}
+	o.SegmentSize = max(o.SegmentSize, minSegmentSize)
+	if o.BatchPoints <= 0 {
+		o.BatchPoints = DefaultBatchPoints
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.FlushPoints <= 0 {
+		o.FlushPoints = DefaultFlushPoints
+	}
+	if o.Codec == 0 {
+		o.Codec = Zstd
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Buffer is the durable queue. Its methods are safe for concurrent use;
+// each output id should have one reader.
+type Buffer struct {
+	dir, segDir, qDir string
+	opts              Options
+	log               *slog.Logger
+	lock              *os.File
+	readOnly          bool
+	zenc              *zstd.Encoder
+	m                 *bufferMetrics
+
+	reqs      chan *request
+	stop      chan struct{} // closed by Close
+	dead      chan struct{} // closed when the committer has answered its last request
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	useTick   atomic.Int64 // LRU clock of segment handles
+	openCount atomic.Int64
+
+	mu        sync.Mutex
+	segs      []*segment // oldest first; the last one takes appends
+	outputs   []string
+	nextSeq   uint64
+	reserved  uint64        // the sequence file's mark
+	changed   chan struct{} // closed and replaced on every change
+	refusedAt time.Time     // last time an Append was refused or waited for room
+	closed    bool
+}
+
+// Open opens the buffer in dataDir, creating it if needed, and recovers
+// what a previous run left: segments that cannot be read are moved to
+// dataDir/quarantine with an ERROR log and the rest is kept. It fails only
+// when the directory cannot be used at all or another process holds it.
+func Open(dataDir string, opts Options) (*Buffer, error) {
+	opts.setDefaults()
+	b := &Buffer{
+		dir:     dataDir,
+		segDir:  filepath.Join(dataDir, DirName),
+		qDir:    filepath.Join(dataDir, QuarantineName),
+		opts:    opts,
+		log:     opts.Log,
+		outputs: opts.Outputs,
+		reqs:    make(chan *request, 256),
+		stop:    make(chan struct{}),
+		dead:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	if err := os.MkdirAll(b.segDir, 0o750); err != nil {
+		return nil, fmt.Errorf("open buffer %q: %w", b.segDir, err)
+	}
+	lock, err := lockDir(b.segDir, true)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open buffer %q: locked by another process (is another agent running with this data_dir?)", path)
-		}
-		return nil, fmt.Errorf("open buffer %q: %w", path, err)
+		return nil, err
 	}
-	db.MaxBatchDelay = opts.CommitDelay
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketEntries); err != nil {
-			return err
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := getUint(meta, keyVersion); v {
-		case 0:
-			return putUint(meta, keyVersion, formatVersion)
-		case formatVersion:
-			return nil
-		default:
-			return fmt.Errorf("format version %d is newer than this agent understands (%d)", v, formatVersion)
-		}
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open buffer %q: %w", path, err)
+	b.lock = lock
+	fail := func(err error) (*Buffer, error) {
+		b.closeSegments()
+		lock.Close()
+		return nil, err
 	}
 	// EncodeAll on one encoder is safe for concurrent use; lower memory
 	// matters more on a gateway than the last percent of speed.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true))
+	b.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true))
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open buffer %q: zstd: %w", path, err)
+		return fail(fmt.Errorf("open buffer %q: zstd: %w", b.segDir, err))
 	}
-	return &Buffer{db: db, path: path, opts: opts, enc: enc, appended: make(chan struct{}, 1)}, nil
+	b.m = newBufferMetrics(b, opts.Metrics)
+	if err := b.recover(); err != nil {
+		return fail(err)
+	}
+	b.wg.Add(1)
+	go b.commitLoop()
+	if opts.MaxAge > 0 {
+		b.wg.Add(1)
+		go b.ageLoop()
+	}
+	return b, nil
 }
 
-// Path returns the buffer's file.
-func (b *Buffer) Path() string { return b.path }
+// lockDir takes the directory's lock file: exclusively for the agent, shared
+// for inspection. The agent writes its pid there so that the refusal can
+// name it.
+func lockDir(dir string, exclusive bool) (*os.File, error) {
+	path := filepath.Join(dir, LockName)
+	flag := os.O_RDWR | os.O_CREATE
+	if !exclusive {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock buffer %q: %w", dir, err)
+	}
+	if err := flock(f, exclusive); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, errLockHeld) {
+			who := "another process"
+			if p := strings.TrimSpace(string(pid)); p != "" {
+				who = "process " + p
+			}
+			return nil, fmt.Errorf("buffer %q: %w: %s holds it (is an agent running with this data_dir?)", dir, ErrLocked, who)
+		}
+		return nil, fmt.Errorf("lock buffer %q: %w", dir, err)
+	}
+	if exclusive {
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
+	}
+	return f, nil
+}
 
-// Append stores pts durably, as one entry per Options.MaxEntryPoints points,
-// and returns after the commit (group-committed with concurrent Appends).
-// Points that line protocol cannot carry are left out and reported as an
-// *InvalidPointsError after the others were stored. Append takes ownership
-// of pts only for the duration of the call.
+// recover loads the segments and the sequence mark.
+func (b *Buffer) recover() error {
+	if err := b.importLegacy(); err != nil {
+		b.log.Error("buffer: cannot import the old single-file buffer; it is kept aside", "err", err)
+	}
+	entries, err := os.ReadDir(b.segDir)
+	if err != nil {
+		return fmt.Errorf("open buffer %q: %w", b.segDir, err)
+	}
+	var maxLast uint64
+	for _, e := range entries {
+		first, ok := parseSegmentName(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			if strings.HasSuffix(e.Name(), ".tmp") {
+				os.Remove(filepath.Join(b.segDir, e.Name()))
+			}
+			continue
+		}
+		path := filepath.Join(b.segDir, e.Name())
+		s, err := loadSegment(path, first, false)
+		if errors.Is(err, errLockHeld) {
+			return fmt.Errorf("open buffer %q: %w", b.segDir, ErrLocked)
+		}
+		if err != nil {
+			b.quarantineFile(path, err)
+			continue
+		}
+		b.segs = append(b.segs, s)
+		b.openCount.Add(1)
+		maxLast = max(maxLast, s.last, first)
+	}
+	// Files are named by their first number, zero-padded, so ReadDir's
+	// order is queue order.
+	for i, s := range b.segs {
+		if i < len(b.segs)-1 {
+			s.sealed.Store(true)
+		}
+	}
+
+	b.reserved, err = readSeqFile(filepath.Join(b.segDir, seqFileName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		b.log.Error("buffer: sequence file unreadable; continuing from the segments' numbers", "err", err)
+	}
+	b.nextSeq = max(b.reserved, maxLast+1, 1)
+
+	if len(b.segs) == 0 {
+		s, err := createSegment(b.segDir, b.nextSeq)
+		if err != nil {
+			return err
+		}
+		b.segs = append(b.segs, s)
+		b.openCount.Add(1)
+	}
+	if err := b.applyOutputs(b.outputs); err != nil {
+		return err
+	}
+	b.trimOpen()
+	st := b.Stats()
+	b.log.Info("buffer opened", "dir", b.segDir, "segments", len(st.Segments), "bytes", st.Bytes,
+		"pending_batches", st.Batches, "pending_points", st.Points, "next_seq", b.nextSeq)
+	return nil
+}
+
+// applyOutputs sets the ids batches are kept for, recounts what each has
+// pending and deletes what every one of them has acknowledged (batches
+// only a removed output was waiting for).
+func (b *Buffer) applyOutputs(outputs []string) error {
+	outputs = slices.Compact(slices.Sorted(slices.Values(outputs)))
+	b.mu.Lock()
+	b.outputs = outputs
+	segs := slices.Clone(b.segs)
+	b.mu.Unlock()
+	for _, s := range segs {
+		pending, pendingB, err := s.recount(b, outputs)
+		if err != nil {
+			b.segmentFailed(s, err)
+			continue
+		}
+		b.mu.Lock()
+		s.pending, s.pendingB = pending, pendingB
+		b.mu.Unlock()
+		if err := b.deleteAcked(s, nil); err != nil {
+			b.segmentFailed(s, err)
+		}
+	}
+	b.notify()
+	return nil
+}
+
+// SetOutputs changes the output ids, for a configuration reload.
+func (b *Buffer) SetOutputs(outputs []string) error {
+	if len(outputs) == 0 {
+		return errors.New("buffer: at least one output is required")
+	}
+	return b.applyOutputs(outputs)
+}
+
+// SetLimits changes the bounds and the policy, for a configuration reload.
+func (b *Buffer) SetLimits(maxBytes int64, maxAge time.Duration, policy Policy) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.opts.MaxBytes, b.opts.Policy = maxBytes, policy
+	if maxAge > 0 && b.opts.MaxAge == 0 && !b.closed {
+		b.wg.Add(1)
+		go b.ageLoop()
+	}
+	b.opts.MaxAge = maxAge
+}
+
+// Changed returns a channel closed at the next change: a commit, an
+// acknowledgement or a deletion. Readers wait on it for new data.
+func (b *Buffer) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changed
+}
+
+// notify wakes everyone waiting on Changed.
+func (b *Buffer) notify() {
+	b.mu.Lock()
+	b.notifyLocked()
+	b.mu.Unlock()
+}
+
+func (b *Buffer) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Head returns the number the next stored batch will get: every batch
+// stored so far has a lower one.
+func (b *Buffer) Head() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.nextSeq
+}
+
+// Dir returns the data directory.
+func (b *Buffer) Dir() string { return b.dir }
+
+// QuarantineDir returns where unreadable segments and rejected batches go.
+func (b *Buffer) QuarantineDir() string { return b.qDir }
+
+// Close stops the committer after the Appends already accepted are
+// committed, and closes every file. Appends after Close fail with ErrClosed.
+func (b *Buffer) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		close(b.stop)
+		b.wg.Wait()
+		if b.zenc != nil {
+			b.zenc.Close()
+		}
+		if !b.readOnly && b.nextSeq < b.reserved {
+			// A clean stop gives the mark back: the next run continues
+			// without a gap in the numbers. After a crash it skips ahead.
+			if err := writeSeqFile(filepath.Join(b.segDir, seqFileName), b.nextSeq); err != nil {
+				b.log.Warn("buffer: cannot record the next batch number; the next run skips ahead", "err", err)
+			}
+		}
+		b.closeErr = b.closeSegments()
+		if b.lock != nil {
+			b.lock.Close()
+		}
+	})
+	return b.closeErr
+}
+
+func (b *Buffer) closeSegments() error {
+	var errs []error
+	for _, s := range b.segs {
+		s.io.Lock()
+		if err := s.closeDB(); err != nil {
+			errs = append(errs, fmt.Errorf("close segment %q: %w", s.path, err))
+		}
+		s.gone = true
+		s.io.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// opened is called when a segment handle was opened on demand.
+func (b *Buffer) opened(*segment) {
+	if b.openCount.Add(1) > maxOpenSegments+1 {
+		go b.trimOpen()
+	}
+}
+
+// trimOpen closes the least recently used handles of sealed segments while
+// more than maxOpenSegments are open. A handle in use is skipped.
+func (b *Buffer) trimOpen() {
+	for b.openCount.Load() > maxOpenSegments+1 {
+		b.mu.Lock()
+		var victim *segment
+		for _, s := range b.segs {
+			if s.sealed.Load() && (victim == nil || s.lastUse.Load() < victim.lastUse.Load()) {
+				s.io.RLock()
+				open := s.db != nil
+				s.io.RUnlock()
+				if open {
+					victim = s
+				}
+			}
+		}
+		b.mu.Unlock()
+		if victim == nil || !victim.io.TryLock() {
+			return
+		}
+		if victim.db != nil {
+			if err := victim.closeDB(); err != nil {
+				b.log.Warn("buffer: closing an idle segment failed", "segment", victim.path, "err", err)
+			}
+			b.openCount.Add(-1)
+		}
+		victim.io.Unlock()
+	}
+}
+
+// removeSegment takes s out of the queue and deletes or quarantines its
+// file. Readers holding batches of it find it gone; their acknowledgements
+// are then no-ops.
+func (b *Buffer) removeSegment(s *segment, quarantine error) {
+	b.mu.Lock()
+	i := slices.Index(b.segs, s)
+	if i < 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.segs = slices.Delete(b.segs, i, i+1)
+	b.notifyLocked()
+	b.mu.Unlock()
+	s.io.Lock()
+	if s.db != nil {
+		func() {
+			defer func() { _ = recover() }() // a damaged handle may fail to close
+			s.closeDB()
+		}()
+		b.openCount.Add(-1)
+	}
+	s.gone = true
+	s.io.Unlock()
+	if quarantine != nil {
+		b.quarantineFile(s.path, quarantine)
+		return
+	}
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		b.log.Error("buffer: cannot delete a drained segment", "segment", s.path, "err", err)
+	}
+}
+
+// segmentFailed handles a segment found unreadable while running: its
+// batches are counted as dropped and the file moved aside.
+func (b *Buffer) segmentFailed(s *segment, err error) {
+	if errors.Is(err, errSegmentGone) {
+		return
+	}
+	b.mu.Lock()
+	active := len(b.segs) > 0 && b.segs[len(b.segs)-1] == s
+	points := s.points
+	b.mu.Unlock()
+	if active {
+		// The committer needs a segment to write to; it starts a new one
+		// before its next commit.
+		s.sealed.Store(true)
+	}
+	b.m.dropped("corrupt").Add(int(points))
+	b.removeSegment(s, err)
+}
+
+// quarantineFile moves a file into the quarantine directory, loudly. It
+// never fails the caller: a file that cannot even be moved is left where it
+// is and no longer used.
+func (b *Buffer) quarantineFile(path string, why error) {
+	b.m.quarantined.Inc()
+	dst := filepath.Join(b.qDir, filepath.Base(path)+"."+b.opts.Now().UTC().Format("20060102T150405.000000000Z"))
+	err := os.MkdirAll(b.qDir, 0o750)
+	if err == nil {
+		err = os.Rename(path, dst)
+	}
+	if err == nil {
+		_ = os.WriteFile(dst+".txt", []byte(why.Error()+"\n"), 0o600)
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		b.log.Error("BUFFER SEGMENT UNREADABLE and could not be moved aside; it is ignored", "segment", path, "reason", why, "err", err)
+		return
+	}
+	b.log.Error("BUFFER SEGMENT UNREADABLE: moved to quarantine, the rest of the buffer is kept", "segment", path, "moved_to", dst, "reason", why)
+}
+
+// compress compresses lp with the buffer's codec.
+func (b *Buffer) compress(lp []byte) []byte {
+	if b.opts.Codec == S2 {
+		return s2.Encode(nil, lp)
+	}
+	return b.zenc.EncodeAll(lp, make([]byte, 0, len(lp)/6))
+}
+
+// Decompress returns the line protocol of a stored body.
+func Decompress(dec *zstd.Decoder, codec Codec, body []byte) ([]byte, error) {
+	switch codec {
+	case Zstd:
+		return dec.DecodeAll(body, nil)
+	case S2:
+		return s2.Decode(nil, body)
+	}
+	return nil, fmt.Errorf("unknown codec %d", codec)
+}
+
+// encoders keeps line-protocol encoders with their grown buffers: encoding
+// into a fresh one spends more time growing its slice than encoding.
+var encoders = sync.Pool{New: func() any { return new(protocols.Encoder) }}
+
+// encodeRequest encodes pts as line protocol for one request; invalid
+// points are left out and reported.
+func encodeRequest(pts []protocols.Point) (*request, *InvalidPointsError) {
+	r := &request{ends: make([]int32, 0, len(pts)), times: make([]int64, 0, len(pts)), done: make(chan error, 1)}
+	enc := encoders.Get().(*protocols.Encoder)
+	defer encoders.Put(enc)
+	enc.Reset()
+	var invalid *InvalidPointsError
+	for i := range pts {
+		if err := enc.Encode(&pts[i]); err != nil {
+			if invalid == nil {
+				invalid = &InvalidPointsError{First: fmt.Errorf("point %d: %w", i, err)}
+			}
+			invalid.Dropped++
+			continue
+		}
+		r.ends = append(r.ends, int32(len(enc.Bytes())))
+		r.times = append(r.times, pts[i].Time)
+	}
+	r.lp = bytes.Clone(enc.Bytes())
+	return r, invalid
+}
+
+// Append stores pts durably and returns after the commit that holds them
+// (group commit: concurrent Appends share it). A nil return is the promise
+// an input may pass on to its device. Points that line protocol cannot
+// carry are left out and reported as an *InvalidPointsError after the
+// others were stored. When ctx ends before the points were taken into a
+// commit, Append returns ctx's error and stored nothing.
 func (b *Buffer) Append(ctx context.Context, pts []protocols.Point) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var (
-		bodies  [][]byte
-		counts  []int
-		invalid *InvalidPointsError
-		enc     protocols.Encoder
-		total   int64
-	)
-	// Encoding and compressing happen before the transaction, so the
-	// shared commit holds the write lock only for the puts.
-	for start := 0; start < len(pts); start += b.opts.MaxEntryPoints {
-		chunk := pts[start:min(start+b.opts.MaxEntryPoints, len(pts))]
-		enc.Reset()
-		n := 0
-		for i := range chunk {
-			if err := enc.Encode(&chunk[i]); err != nil {
-				if invalid == nil {
-					invalid = &InvalidPointsError{First: fmt.Errorf("point %d: %w", start+i, err)}
-				}
-				invalid.Dropped++
-				continue
-			}
-			n++
-		}
-		if n == 0 {
-			continue
-		}
-		body := b.enc.EncodeAll(enc.Bytes(), nil)
-		bodies = append(bodies, body)
-		counts = append(counts, n)
-		total += int64(len(body))
-	}
-	if len(bodies) > 0 {
-		err := b.db.Batch(func(tx *bolt.Tx) error {
-			entries, meta := tx.Bucket(bucketEntries), tx.Bucket(bucketMeta)
-			pendingBytes := getUint(meta, keyBytes)
-			if b.opts.MaxBytes > 0 && pendingBytes+uint64(total) > uint64(b.opts.MaxBytes) {
-				return ErrFull
-			}
-			points := 0
-			for i, body := range bodies {
-				seq, err := entries.NextSequence()
-				if err != nil {
-					return err
-				}
-				val := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(body)), uint64(counts[i]))
-				if err := entries.Put(seqKey(seq), append(val, body...)); err != nil {
-					return err
-				}
-				points += counts[i]
-			}
-			return addMeta(meta, int64(len(bodies)), int64(points), total)
-		})
-		if errors.Is(err, ErrFull) {
-			return fmt.Errorf("append to buffer %q: %w (max_bytes %d)", b.path, ErrFull, b.opts.MaxBytes)
-		}
-		if err != nil {
-			return fmt.Errorf("append to buffer %q: %w", b.path, err)
-		}
-		select {
-		case b.appended <- struct{}{}:
-		default:
+	r, invalid := encodeRequest(pts)
+	if len(r.ends) > 0 {
+		if err := b.submit(ctx, r); err != nil {
+			return err
 		}
 	}
 	if invalid != nil {
@@ -212,131 +679,27 @@ func (b *Buffer) Append(ctx context.Context, pts []protocols.Point) error {
 	return nil
 }
 
-// Appended is signalled after an Append stored something, so the consumer
-// can wait for data instead of polling. One signal may stand for several
-// Appends.
-func (b *Buffer) Appended() <-chan struct{} { return b.appended }
-
-// Peek returns up to n of the oldest entries, oldest first, without
-// removing them. It returns no entries when the buffer is empty.
-func (b *Buffer) Peek(n int) ([]Entry, error) {
-	var out []Entry
-	err := b.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEntries).Cursor()
-		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
-			points, body, err := decodeValue(v)
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			// bbolt's memory is valid only inside the transaction.
-			out = append(out, Entry{Seq: binary.BigEndian.Uint64(k), Body: append([]byte(nil), body...), Points: points})
+func (b *Buffer) submit(ctx context.Context, r *request) error {
+	select {
+	case b.reqs <- r:
+	case <-b.stop:
+		return fmt.Errorf("append to buffer %q: %w", b.segDir, ErrClosed)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqWaiting, reqCanceled) {
+			return ctx.Err()
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("peek buffer %q: %w", b.path, err)
-	}
-	return out, nil
-}
-
-// Ack removes the entries with the given sequence numbers in one commit.
-// Numbers not (or no longer) in the buffer are ignored, so acknowledging
-// twice is harmless.
-func (b *Buffer) Ack(seqs ...uint64) error {
-	if len(seqs) == 0 {
-		return nil
-	}
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		entries, meta := tx.Bucket(bucketEntries), tx.Bucket(bucketMeta)
-		var batches, points, bytes int64
-		for _, seq := range seqs {
-			k := seqKey(seq)
-			v := entries.Get(k)
-			if v == nil {
-				continue
-			}
-			n, body, err := decodeValue(v)
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", seq, err)
-			}
-			batches, points, bytes = batches+1, points+int64(n), bytes+int64(len(body))
-			if err := entries.Delete(k); err != nil {
-				return err
-			}
+		// The committer took it: its fate is decided within one fsync.
+		return <-r.done
+	case <-b.dead:
+		if r.state.CompareAndSwap(reqWaiting, reqCanceled) {
+			return fmt.Errorf("append to buffer %q: %w", b.segDir, ErrClosed)
 		}
-		return addMeta(meta, -batches, -points, -bytes)
-	})
-	if err != nil {
-		return fmt.Errorf("ack buffer %q: %w", b.path, err)
+		return <-r.done
 	}
-	return nil
-}
-
-// Pending returns the number of entries and points waiting for the uplink.
-func (b *Buffer) Pending() (batches, points int64) {
-	batches, points, _ = b.pending()
-	return batches, points
-}
-
-// PendingBytes returns the compressed bytes waiting for the uplink.
-func (b *Buffer) PendingBytes() int64 {
-	_, _, bytes := b.pending()
-	return bytes
-}
-
-func (b *Buffer) pending() (batches, points, bytes int64) {
-	// Reading the meta bucket instead of keeping counters in memory keeps
-	// the numbers exact: an Ack can commit before the Append whose entry it
-	// removes has returned, and in-memory counters would dip below zero.
-	_ = b.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		batches = int64(getUint(meta, keyBatches))
-		points = int64(getUint(meta, keyPoints))
-		bytes = int64(getUint(meta, keyBytes))
-		return nil
-	})
-	return batches, points, bytes
-}
-
-// Close closes the file. Appends after Close fail.
-func (b *Buffer) Close() error {
-	b.enc.Close()
-	if err := b.db.Close(); err != nil {
-		return fmt.Errorf("close buffer %q: %w", b.path, err)
-	}
-	return nil
-}
-
-func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
-
-func decodeValue(v []byte) (points int, body []byte, err error) {
-	n, w := binary.Uvarint(v)
-	if w <= 0 {
-		return 0, nil, errors.New("corrupt entry header")
-	}
-	return int(n), v[w:], nil
-}
-
-func getUint(b *bolt.Bucket, k []byte) uint64 {
-	v := b.Get(k)
-	if len(v) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(v)
-}
-
-func putUint(b *bolt.Bucket, k []byte, v uint64) error {
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, v))
-}
-
-func addMeta(meta *bolt.Bucket, batches, points, bytes int64) error {
-	for _, kv := range []struct {
-		k []byte
-		d int64
-	}{{keyBatches, batches}, {keyPoints, points}, {keyBytes, bytes}} {
-		if err := putUint(meta, kv.k, uint64(int64(getUint(meta, kv.k))+kv.d)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

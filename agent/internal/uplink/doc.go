@@ -1,31 +1,44 @@
-// Package uplink forwards the agent's buffered batches to the collector.
+// Package uplink drains the agent's buffer to its destinations: the nats
+// output publishes to the collector's JetStream, the influx output writes to
+// any InfluxDB-compatible HTTP API (InfluxDB 1.x/2.x, VictoriaMetrics, the
+// collector's /write and /api/v2/write).
 //
 // # Basics
 //
-// The nats output takes the oldest entries of the buffer, publishes each to
-// JetStream on cs.raw.<agent-id> with the headers Nats-Msg-Id:
-// <agent-id>-<seq> and Content-Encoding: zstd, and acknowledges an entry in
-// the buffer only after the stream's PubAck. A failed publish is retried,
-// with capped exponential backoff and jitter, with the same message id, so
-// that a batch the stream did store (but whose ack was lost, or whose ack
-// arrived after the agent crashed) is dropped by the stream's duplicate
-// window instead of stored twice.
+// An Output reads batches under its own id from the buffer, sends up to
+// MaxInflight of them at once and acknowledges each to the buffer only
+// after the destination confirmed it (a JetStream PubAck, an HTTP 2xx). A
+// batch keeps its buffer number for life and is sent under the id
+// <agent-id>-<seq> (the Nats-Msg-Id header; X-Request-Id over HTTP), so a
+// resend after a lost confirmation or a crash is dropped by the stream's
+// duplicate window instead of stored twice.
 //
-// The connection reconnects forever with jittered waits. Publishing while
-// disconnected fails at once rather than queueing in the client: the
-// durable buffer is the queue, and a second one in memory would only cost
-// a gateway RAM. A reconnect cuts the current backoff short.
+// Live first, backfill gently: after an outage (or at start) the output
+// sends new batches as they arrive and drains the backlog piled up before
+// at BackfillRate points/s (a token bucket), so that fresh readings are on
+// the public map at once and a fleet of gateways coming back together does
+// not flatten the collector. See Output.Run.
 //
-// On shutdown the publish in flight is allowed to finish (bounded by the
-// publish timeout) and acknowledged, then Run returns.
+// A failed delivery stops sending; once what is in flight has settled the
+// output waits a capped exponential backoff with jitter (cut short when the
+// NATS connection comes back) and starts again from the buffer's record of
+// what was acknowledged. NATS reconnects forever with jittered waits; while
+// disconnected nothing is queued in the client: the buffer on disk is the
+// queue. An HTTP 429 or 5xx is retried, honouring Retry-After; a 400, 413
+// or 422 means the server refuses that data for good, so the batch goes to
+// the buffer's quarantine directory with the server's answer and the
+// output moves on.
 //
-// # Caveats
+// # Credentials and TLS
 //
-// Batches are published one at a time, each waiting for its ack; the
-// acknowledgements to the buffer are committed once per round of entries.
-// That is plenty for a gateway's rates and keeps the order of batches.
+// The nats output's creds file may hold a user NKey seed (as `citysense-
+// collector agent add` writes it) or a standard NATS .creds file with a
+// user JWT; DetectCreds tells them apart. TLS takes a CA bundle, a client
+// certificate and key, and the expected server name.
 //
-// This package imports github.com/nats-io/nats.go and its jetstream
-// package; the agent must never link nats-server, which only the tests here
-// start. It imports the agent's buffer package for its Entry type.
+// # Imports
+//
+// This package imports nats.go and its jetstream package, never
+// nats-server (only its tests start one), and the agent's buffer package
+// for the Batch type.
 package uplink

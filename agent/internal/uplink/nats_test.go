@@ -2,286 +2,46 @@ package uplink
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"reflect"
-	"sync"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
+	"github.com/nats-io/nkeys"
 
-	"github.com/citysense/citysense/agent/internal/buffer"
 	"github.com/citysense/citysense/protocols"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-const agentID = "gw-test"
-
-// batch returns the points of test batch i.
-func batch(i int) []protocols.Point {
-	out := make([]protocols.Point, 3)
-	for j := range out {
-		out[j] = protocols.Point{
-			Measurement: "air",
-			Tags:        []protocols.Tag{{Key: "station", Value: fmt.Sprintf("s%04d", i)}},
-			Fields:      []protocols.Field{{Key: "pm25", Value: protocols.Float(float64(i*10+j) / 10)}},
-			Time:        time.Date(2025, 1, 1, 0, 0, i, j, time.UTC).UnixNano(),
-		}
-	}
-	return out
-}
-
-func openBuffer(t *testing.T) *buffer.Buffer {
-	t.Helper()
-	b, err := buffer.Open(t.TempDir(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
-
-func appendBatches(t *testing.T, b *buffer.Buffer, from, to int) {
-	t.Helper()
-	for i := from; i <= to; i++ {
-		if err := b.Append(context.Background(), batch(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func fastConfig(url string) Config {
+func natsConfig(url string) Config {
 	return Config{
-		AgentID: agentID, URL: url,
-		PublishTimeout: 2 * time.Second,
-		MinBackoff:     10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		ReconnectWait: 50 * time.Millisecond,
-	}
-}
-
-// start runs u in the background; the returned func cancels it and returns
-// Run's error.
-func start(t *testing.T, u *NATS, src Source) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- u.Run(ctx, src) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				err = errors.New("Run did not return after cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func empty(b *buffer.Buffer) func() bool {
-	return func() bool { n, _ := b.Pending(); return n == 0 }
-}
-
-// fakePub records every attempt and answers from a script.
-type fakePub struct {
-	mu       sync.Mutex
-	attempts []*nats.Msg
-	fail     int           // fail this many attempts first
-	failID   string        // fail attempts with this id …
-	failOpen chan struct{} // … until this is closed
-	block    chan struct{} // if set, each publish waits for it
-	started  chan struct{} // if set, signalled when a publish begins
-}
-
-func (f *fakePub) PublishMsg(ctx context.Context, m *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	if f.started != nil {
-		f.started <- struct{}{}
-	}
-	if f.block != nil {
-		select {
-		case <-f.block:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.attempts = append(f.attempts, m)
-	if len(f.attempts) <= f.fail {
-		return nil, errors.New("nats: timeout")
-	}
-	if f.failID != "" && m.Header.Get(jetstream.MsgIDHeader) == f.failID {
-		select {
-		case <-f.failOpen:
-		default:
-			return nil, errors.New("nats: timeout")
-		}
-	}
-	return &jetstream.PubAck{Stream: "CS_RAW", Sequence: uint64(len(f.attempts))}, nil
-}
-
-func newFake(t *testing.T, f *fakePub) *NATS {
-	t.Helper()
-	u, err := New(fastConfig("nats://fake:4222"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.dial = func() (publisher, func(), error) { return f, func() {}, nil }
-	return u
-}
-
-func TestNATS_Run_retriesWithSameID(t *testing.T) {
-	b := openBuffer(t)
-	appendBatches(t, b, 1, 2)
-	want, _ := b.Peek(2)
-	f := &fakePub{fail: 3}
-	u := newFake(t, f)
-	stop := start(t, u, b)
-	waitFor(t, "the buffer to drain", empty(b))
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, m := range f.attempts {
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
-		if m.Subject != "cs.raw.gw-test" || m.Header.Get("Content-Encoding") != "zstd" {
-			t.Fatalf("attempt to %q with headers %v", m.Subject, m.Header)
-		}
-	}
-	wantIDs := []string{"gw-test-1", "gw-test-1", "gw-test-1", "gw-test-1", "gw-test-2"}
-	if !reflect.DeepEqual(ids, wantIDs) {
-		t.Fatalf("attempts %v, want %v", ids, wantIDs)
-	}
-	if !reflect.DeepEqual(f.attempts[3].Data, want[0].Body) || !reflect.DeepEqual(f.attempts[4].Data, want[1].Body) {
-		t.Fatal("bodies differ from the buffered entries")
-	}
-	if got := u.Stats(); got != (Stats{BatchesSent: 2, PointsSent: 6, PublishErrors: 3}) {
-		t.Fatalf("stats %+v", got)
-	}
-}
-
-func (f *fakePub) count(id string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, m := range f.attempts {
-		if m.Header.Get(jetstream.MsgIDHeader) == id {
-			n++
-		}
-	}
-	return n
-}
-
-func TestNATS_Run_acksSentBatchesBeforeBackingOff(t *testing.T) {
-	b := openBuffer(t)
-	appendBatches(t, b, 1, 3)
-	f := &fakePub{failID: "gw-test-2", failOpen: make(chan struct{})}
-	u := newFake(t, f)
-	stop := start(t, u, b)
-	// While batch 2 keeps failing, batch 1 (sent in the same round) must
-	// already be out of the buffer: a long outage would otherwise outlast
-	// the stream's duplicate window and a crash would store it twice.
-	waitFor(t, "batch 2 to be retried", func() bool { return f.count("gw-test-2") >= 3 })
-	es, _ := b.Peek(10)
-	if !reflect.DeepEqual([]uint64{es[0].Seq, es[1].Seq}, []uint64{2, 3}) || len(es) != 2 {
-		t.Fatalf("while batch 2 fails the buffer holds %d entries from seq %d; want 2 and 3", len(es), es[0].Seq)
-	}
-	close(f.failOpen)
-	waitFor(t, "the buffer to drain", empty(b))
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	if f.count("gw-test-1") != 1 || f.count("gw-test-3") != 1 {
-		t.Fatal("batches 1 and 3 were not sent exactly once")
-	}
-}
-
-func TestNATS_Run_finishesInFlightPublishOnCancel(t *testing.T) {
-	b := openBuffer(t)
-	appendBatches(t, b, 1, 3)
-	f := &fakePub{block: make(chan struct{}), started: make(chan struct{}, 10)}
-	u := newFake(t, f)
-	stop := start(t, u, b)
-	<-f.started // batch 1 is in flight
-	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
-	time.Sleep(20 * time.Millisecond) // let the cancel land while the publish waits
-	close(f.block)
-	if err := <-stopped; err != nil {
-		t.Fatal(err)
-	}
-	es, _ := b.Peek(10)
-	if len(f.attempts) != 1 || len(es) != 2 || es[0].Seq != 2 {
-		t.Fatalf("after cancel: %d attempts, buffer holds %d entries; want batch 1 sent and acknowledged, 2 and 3 kept", len(f.attempts), len(es))
-	}
-}
-
-func TestNATS_backoff(t *testing.T) {
-	u := newFake(t, &fakePub{})
-	for _, tt := range []struct {
-		n      int
-		lo, hi time.Duration
-	}{
-		{1, 5 * time.Millisecond, 10 * time.Millisecond},
-		{2, 10 * time.Millisecond, 20 * time.Millisecond},
-		{4, 40 * time.Millisecond, 80 * time.Millisecond},
-		{5, 50 * time.Millisecond, 100 * time.Millisecond}, // capped
-		{500, 50 * time.Millisecond, 100 * time.Millisecond},
-	} {
-		for range 50 {
-			if d := u.backoff(tt.n); d < tt.lo || d > tt.hi {
-				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", tt.n, d, tt.lo, tt.hi)
-			}
-		}
-	}
-}
-
-func TestNew_badConfig(t *testing.T) {
-	for _, c := range []Config{{AgentID: "a.b", URL: "nats://x"}, {AgentID: "", URL: "nats://x"}, {AgentID: "a"}} {
-		if _, err := New(c, nil, nil); err == nil {
-			t.Errorf("New(%+v) succeeded", c)
-		}
-	}
-}
-
-func TestMsgID(t *testing.T) {
-	if got := MsgID("gw-017", 42); got != "gw-017-42" {
-		t.Fatalf("MsgID = %q", got)
-	}
-}
-
-func TestRedact(t *testing.T) {
-	got := redact("nats://user:secret@a:4222, nats://b:4222")
-	if got != "nats://user:xxxxx@a:4222,nats://b:4222" {
-		t.Fatalf("redact = %q", got)
+		ID: "nats", Type: TypeNATS, AgentID: agentID,
+		Timeout:    2 * time.Second,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		BackfillRate: -1,
+		NATS:         NATSConfig{URL: url, ReconnectWait: 50 * time.Millisecond},
 	}
 }
 
 // streamMsgs returns every message of the stream, in stream order.
-func streamMsgs(t *testing.T, url string) []*jetstream.RawStreamMsg {
+func streamMsgs(t *testing.T, url string, opts ...nats.Option) []*jetstream.RawStreamMsg {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,41 +65,46 @@ func streamMsgs(t *testing.T, url string) []*jetstream.RawStreamMsg {
 		}
 		out = append(out, m)
 	}
-	if uint64(len(out)) != info.State.Msgs {
-		t.Fatalf("read %d messages, stream says %d", len(out), info.State.Msgs)
-	}
 	return out
 }
 
-// checkStream asserts the stream holds batches 1..n exactly once, in order,
-// with the contract's subject, headers and bodies.
-func checkStream(t *testing.T, url string, n int) {
+// checkStream asserts the stream holds batches 1..n exactly once, with the
+// contract's subject, headers and bodies.
+func checkStream(t *testing.T, url string, n int, opts ...nats.Option) {
 	t.Helper()
 	dec, _ := zstd.NewReader(nil)
 	defer dec.Close()
-	msgs := streamMsgs(t, url)
-	if len(msgs) != n {
-		var ids []string
-		for _, m := range msgs {
-			ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+	msgs := streamMsgs(t, url, opts...)
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if seen[id] {
+			t.Fatalf("message %s stored twice", id)
 		}
-		t.Fatalf("stream holds %d messages %v, want %d", len(msgs), ids, n)
-	}
-	for i, m := range msgs {
-		if id := m.Header.Get(jetstream.MsgIDHeader); id != MsgID(agentID, uint64(i+1)) {
-			t.Fatalf("message %d has id %q, want %q", i+1, id, MsgID(agentID, uint64(i+1)))
-		}
+		seen[id] = true
 		if m.Subject != "cs.raw."+agentID || m.Header.Get("Content-Encoding") != "zstd" {
-			t.Fatalf("message %d on %q with %v", i+1, m.Subject, m.Header)
+			t.Fatalf("message %s on %q with %v", id, m.Subject, m.Header)
+		}
+		i, err := strconv.Atoi(strings.TrimPrefix(id, agentID+"-"))
+		if err != nil {
+			t.Fatalf("message id %q: %v", id, err)
 		}
 		lp, err := dec.DecodeAll(m.Data, nil)
 		if err != nil {
-			t.Fatalf("message %d: %v", i+1, err)
+			t.Fatalf("message %s: %v", id, err)
 		}
 		pts, err := protocols.DecodeAll(lp, protocols.DecodeOptions{})
-		if err != nil || !reflect.DeepEqual(pts, batch(i+1)) {
-			t.Fatalf("message %d holds %v (%v), want %v", i+1, pts, err, batch(i+1))
+		if err != nil || !reflect.DeepEqual(pts, batch(i)) {
+			t.Fatalf("message %s holds %v (%v), want %v", id, pts, err, batch(i))
 		}
+	}
+	for i := 1; i <= n; i++ {
+		if !seen[MsgID(agentID, uint64(i))] {
+			t.Fatalf("batch %d missing from the stream (%d messages)", i, len(msgs))
+		}
+	}
+	if len(msgs) != n {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), n)
 	}
 }
 
@@ -349,21 +114,22 @@ func TestNATS_Run_jetStream(t *testing.T) {
 	createStream(t, url)
 	b := openBuffer(t)
 	appendBatches(t, b, 1, 5)
-	u, err := New(fastConfig(url), nil, nil)
+	o, err := New(natsConfig(url), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := start(t, u, b)
-	waitFor(t, "the buffer to drain", empty(b))
-	if !u.Connected() {
+	stop := start(t, o, b)
+	appendBatches(t, b, 6, 8) // live, while the backlog 1..5 drains
+	waitFor(t, "the buffer to drain", func() bool { return pending(b, "nats") == 0 })
+	if !o.Connected() {
 		t.Error("Connected() = false while sending")
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	checkStream(t, url, 5)
-	if got := u.Stats(); got != (Stats{BatchesSent: 5, PointsSent: 15}) {
-		t.Fatalf("stats %+v", got)
+	checkStream(t, url, 8)
+	if st := o.Stats(); st.BatchesSent != 8 || st.PointsSent != 24 || st.Duplicates != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -374,15 +140,14 @@ func TestNATS_Run_resendIsDeduplicated(t *testing.T) {
 	b := openBuffer(t)
 	appendBatches(t, b, 1, 5)
 
-	// An earlier run published batches 1–3 and died before acknowledging
-	// them in the buffer.
-	es, _ := b.Peek(3)
+	// An earlier run published batches 1–3 and died before recording them.
+	bs, _ := b.Read("nats", 0, 4, 3, 1<<20)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
-	for _, e := range es {
+	for _, e := range bs {
 		m := nats.NewMsg("cs.raw." + agentID)
 		m.Header.Set(jetstream.MsgIDHeader, MsgID(agentID, e.Seq))
 		m.Header.Set("Content-Encoding", "zstd")
@@ -393,29 +158,26 @@ func TestNATS_Run_resendIsDeduplicated(t *testing.T) {
 	}
 	nc.Close()
 
-	u, _ := New(fastConfig(url), nil, nil)
-	stop := start(t, u, b)
-	waitFor(t, "the buffer to drain", empty(b))
+	o, _ := New(natsConfig(url), nil, nil)
+	stop := start(t, o, b)
+	waitFor(t, "the buffer to drain", func() bool { return pending(b, "nats") == 0 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	checkStream(t, url, 5)
-	if got := u.Stats(); got.BatchesSent != 5 || got.Duplicates != 3 {
-		t.Fatalf("stats %+v, want 5 sent of which 3 duplicates", got)
+	if st := o.Stats(); st.BatchesSent != 5 || st.Duplicates != 3 {
+		t.Fatalf("stats %+v, want 5 sent of which 3 duplicates", st)
 	}
 }
 
 func TestNATS_Run_serverRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts a server")
-	}
 	store := t.TempDir()
 	srv := startServer(t, store, -1)
 	url := srv.ClientURL()
 	createStream(t, url)
 	b := openBuffer(t)
-	u, _ := New(fastConfig(url), nil, nil)
-	stop := start(t, u, b)
+	o, _ := New(natsConfig(url), nil, nil)
+	stop := start(t, o, b)
 
 	// A writer keeps appending while the server goes away and comes back.
 	const total = 30
@@ -430,22 +192,168 @@ func TestNATS_Run_serverRestart(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	waitFor(t, "some batches sent", func() bool { return u.Stats().BatchesSent >= 5 })
+	waitFor(t, "some batches sent", func() bool { return o.Stats().BatchesSent >= 5 })
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	waitFor(t, "the uplink to notice", func() bool { return !u.Connected() })
-	time.Sleep(100 * time.Millisecond) // publishes fail meanwhile; the writer goes on
+	waitFor(t, "the output to notice", func() bool { return !o.Connected() })
 	startServer(t, store, clientPort(t, url))
 
 	<-written
-	waitFor(t, "the buffer to drain", empty(b))
+	waitFor(t, "the buffer to drain", func() bool { return pending(b, "nats") == 0 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	checkStream(t, url, total)
-	st := u.Stats()
-	if st.BatchesSent != total || st.PointsSent != 3*total {
+	st := o.Stats()
+	if st.BatchesSent < total || st.Reconnects == 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	t.Logf("publish errors during the outage: %d, duplicates: %d", st.PublishErrors, st.Duplicates)
+	t.Logf("errors during the outage: %d, duplicates: %d, backlog points: %d", st.Errors, st.Duplicates, st.BacklogPoints)
+}
+
+func TestNATS_Run_nkeySeedCredentials(t *testing.T) {
+	// What `citysense-collector agent add` issues: a decorated user seed.
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	creds := filepath.Join(t.TempDir(), "gw.nk")
+	text := "-----BEGIN USER NKEY SEED-----\n" + string(seed) + "\n------END USER NKEY SEED------\n"
+	if err := os.WriteFile(creds, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if kind, err := DetectCreds(creds); err != nil || kind != CredsNKeySeed {
+		t.Fatalf("DetectCreds = %v, %v", kind, err)
+	}
+	srv := startServerOpts(t, &server.Options{Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	url := srv.ClientURL()
+	authed := func() nats.Option {
+		opt, err := nats.NkeyOptionFromSeed(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return opt
+	}
+	createStream(t, url, authed())
+
+	b := openBuffer(t)
+	appendBatches(t, b, 1, 2)
+	cfg := natsConfig(url)
+	cfg.NATS.Creds = creds
+	o, _ := New(cfg, nil, nil)
+	stop := start(t, o, b)
+	waitFor(t, "the buffer to drain", func() bool { return pending(b, "nats") == 0 })
+	stop()
+	checkStream(t, url, 2, authed())
+
+	// Without the seed the server refuses; Run keeps the data and retries.
+	b2 := openBuffer(t)
+	appendBatches(t, b2, 1, 1)
+	o2, _ := New(natsConfig(url), nil, nil)
+	stop = start(t, o2, b2)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	if pending(b2, "nats") != 1 || o2.Stats().BatchesSent != 0 {
+		t.Fatalf("unauthenticated output delivered something: %+v", o2.Stats())
+	}
+}
+
+func TestDetectCreds(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(text), 0o600)
+		return p
+	}
+	jwtCreds := write("user.creds", "-----BEGIN NATS USER JWT-----\neyJ0eXAi...\n------END NATS USER JWT------\n\n"+
+		"-----BEGIN USER NKEY SEED-----\nSUAM...\n------END USER NKEY SEED------\n")
+	if k, err := DetectCreds(jwtCreds); err != nil || k != CredsJWT {
+		t.Fatalf("jwt creds: %v, %v", k, err)
+	}
+	if k, err := DetectCreds(write("bare.nk", "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY\n")); err != nil || k != CredsNKeySeed {
+		t.Fatalf("bare seed: %v, %v", k, err)
+	}
+	if _, err := DetectCreds(write("junk", "hello")); err == nil {
+		t.Fatal("junk accepted")
+	}
+	if _, err := DetectCreds(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+// testCA makes a CA and a server certificate for 127.0.0.1 named
+// "collector.test", written as PEM files.
+func testCA(t *testing.T) (caFile, certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "collector.test"},
+		DNSNames: []string{"collector.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+func TestNATS_Run_tls(t *testing.T) {
+	caFile, certFile, keyFile := testCA(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServerOpts(t, &server.Options{
+		TLS:       true,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	})
+	url := srv.ClientURL()
+	clientTLS := nats.Secure(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's own inspection client
+	createStream(t, url, clientTLS)
+
+	b := openBuffer(t)
+	appendBatches(t, b, 1, 2)
+	cfg := natsConfig(url)
+	cfg.NATS.TLS = TLS{CA: caFile, ServerName: "collector.test"}
+	o, _ := New(cfg, nil, nil)
+	stop := start(t, o, b)
+	waitFor(t, "the buffer to drain", func() bool { return pending(b, "nats") == 0 })
+	stop()
+	checkStream(t, url, 2, clientTLS)
+
+	// The wrong server name is refused: the data stays.
+	b2 := openBuffer(t)
+	appendBatches(t, b2, 1, 1)
+	cfg.NATS.TLS.ServerName = "impostor.test"
+	o2, _ := New(cfg, nil, nil)
+	stop = start(t, o2, b2)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	if pending(b2, "nats") != 1 {
+		t.Fatal("delivered over TLS to a server with the wrong name")
+	}
 }

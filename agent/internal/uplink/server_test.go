@@ -18,15 +18,21 @@ import (
 // startServer runs a JetStream server storing in dir, on port (-1: any free).
 func startServer(t *testing.T, dir string, port int) *server.Server {
 	t.Helper()
-	opts := &server.Options{
-		ServerName: "uplink-test",
-		Host:       "127.0.0.1",
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		NoLog:      true,
-		NoSigs:     true,
+	return startServerOpts(t, &server.Options{StoreDir: dir, Port: port})
+}
+
+// startServerOpts runs a JetStream server with opts on loopback.
+func startServerOpts(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.ServerName = "uplink-test"
+	opts.Host = "127.0.0.1"
+	if opts.Port == 0 {
+		opts.Port = -1
 	}
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	opts.JetStream, opts.NoLog, opts.NoSigs = true, true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +63,9 @@ func clientPort(t *testing.T, clientURL string) int {
 }
 
 // createStream creates a stream configured like the collector's CS_RAW.
-func createStream(t *testing.T, url string) {
+func createStream(t *testing.T, url string, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
