@@ -68,6 +68,7 @@ cross:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) run ./test/bench $(BENCHFLAGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocols/

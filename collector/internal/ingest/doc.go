@@ -18,6 +18,14 @@
 //   - the sink failed (store error, enrichment error, CS_SERIES unavailable):
 //     NakWithDelay, JetStream redelivers it later.
 //
+// A sink that is a DeferredSink (the store, through DeferredPoints) takes the
+// points into memory and reports later, per fetch, when they are on disk;
+// only then are the fetch's messages acknowledged. The stream is then the
+// store's write-ahead log: the consumer's AckWait must outlast the store's
+// longest hold (store.Options.AckWait) and MaxAckPending is unlimited, and at
+// start the consumer is reset to its ack floor so that whatever a previous
+// run held and never acknowledged is replayed at once.
+//
 // A message processed twice is harmless: partition messages carry the id
 // <raw-batch-id>-p<partition>, dropped by CS_SERIES's duplicate window, and
 // the store writes a series+timestamp once however often it sees it.

@@ -74,6 +74,12 @@ type Config struct {
 	// MaxDecodedBytes bounds one decompressed message, so that a small
 	// hostile message cannot expand into all of memory; zero means 64 MiB.
 	MaxDecodedBytes int
+	// MaxAckPending bounds the messages delivered and not yet
+	// acknowledged; zero means 4×Batch, or unlimited (-1) for a
+	// DeferredSink, which holds acknowledgements for as long as the store
+	// keeps the points in memory. A deferred sink needs AckWait above that
+	// time too (store.Options.AckWait).
+	MaxAckPending int
 }
 
 func (c *Config) setDefaults() {
@@ -94,12 +100,23 @@ func (c *Config) setDefaults() {
 	}
 }
 
+func (c *Config) maxAckPending(deferred bool) int {
+	switch {
+	case c.MaxAckPending != 0:
+		return c.MaxAckPending
+	case deferred:
+		return -1
+	}
+	return 4 * c.Batch
+}
+
 // Ingester consumes one stream into a Sink.
 type Ingester struct {
-	js  jetstream.JetStream
-	w   Sink
-	cfg Config
-	log *slog.Logger
+	js       jetstream.JetStream
+	w        Sink
+	deferred DeferredSink // w, when it acknowledges later
+	cfg      Config
+	log      *slog.Logger
 
 	zstd *zstd.Decoder
 
@@ -131,9 +148,11 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 		return nil, fmt.Errorf("ingest: zstd decoder: %w", err)
 	}
 	set := metrics.NewSet()
+	deferred, _ := w.(DeferredSink)
 	return &Ingester{
 		js:          js,
 		w:           w,
+		deferred:    deferred,
 		cfg:         cfg,
 		log:         log.With("component", "ingest"),
 		zstd:        zd,
@@ -171,7 +190,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		// Deliveries are unlimited on purpose: a message is only
 		// redelivered when the store failed, and giving up would lose it.
 		MaxDeliver:    -1,
-		MaxAckPending: 4 * in.cfg.Batch,
+		MaxAckPending: in.cfg.maxAckPending(in.deferred != nil),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -179,7 +198,21 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("ingest: create consumer %s on %s: %w", in.cfg.Durable, in.cfg.Stream, err)
 	}
-	in.log.Info("ingest started", "stream", in.cfg.Stream, "consumer", in.cfg.Durable, "batch", in.cfg.Batch)
+	if in.deferred != nil {
+		// Messages a previous run took but never acknowledged (it died
+		// with them in the store's head) would come back only after
+		// AckWait, which a deferred sink sets to hours: replay them now,
+		// from the ack floor on.
+		if err := in.replayUnacked(ctx, cons); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		defer in.flushDeferred()
+	}
+	in.log.Info("ingest started", "stream", in.cfg.Stream, "consumer", in.cfg.Durable, "batch", in.cfg.Batch,
+		"deferred_ack", in.deferred != nil)
 	msgs := make([]jetstream.Msg, 0, in.cfg.Batch)
 	for {
 		msgs, err = in.fetch(ctx, cons, msgs[:0])
@@ -287,6 +320,22 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 		batches = append(batches, protocols.Batch{ID: id, Points: pts})
 	}
 	if len(ok) == 0 {
+		return
+	}
+	if in.deferred != nil {
+		held := make([]jetstream.Msg, len(ok))
+		for i, d := range ok {
+			held[i] = d.msg
+		}
+		n, err := in.deferred.WriteDeferred(ctx, batches, func(err error) { in.settle(held, err) })
+		if err != nil {
+			in.writeErrors.Inc()
+			in.log.Error("ingest: write failed, batches will be redelivered", "stream", in.cfg.Stream, "batches", len(ok),
+				"first_batch", ok[0].id, "retry_in", in.cfg.RetryDelay, "err", err)
+			in.settle(held, err)
+			return
+		}
+		in.points.Add(n)
 		return
 	}
 	n, err := in.w.Write(ctx, batches)

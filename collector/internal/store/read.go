@@ -1,0 +1,632 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/citysense/citysense/protocols"
+)
+
+// Sample is one stored value.
+type Sample struct {
+	Time  int64 // ns since the Unix epoch
+	Value protocols.Value
+}
+
+// Series is one series with the samples Select found in the range.
+type Series struct {
+	Measurement string
+	Field       string
+	Tags        []protocols.Tag // sorted by key
+	Samples     []Sample        // ascending time
+}
+
+// Lookup returns the series sel selects, ordered by measurement+field group
+// and then by creation. When sel.Measurement is empty and sel.Field exists
+// in more than one measurement, whatever the tags, the error is an
+// *AmbiguousFieldError: the answer would otherwise change as soon as a
+// second measurement grows that field.
+func (s *Store) Lookup(sel Selector) ([]SeriesRef, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.ix.lookup(sel)
+}
+
+// Select returns the samples of every series matching sel with from <= time
+// <= to (both bounds inclusive, in ns), series ordered by series key. Series
+// without samples in the range are left out. See Lookup for the ambiguity
+// rule.
+func (s *Store) Select(sel Selector, from, to int64) ([]Series, error) {
+	refs, err := s.Lookup(sel)
+	if err != nil {
+		return nil, fmt.Errorf("select %q: %w", sel.Field, err)
+	}
+	keys := make([]string, len(refs))
+	for i := range refs {
+		keys[i] = refs[i].Key()
+	}
+	out := make([]Series, len(refs))
+	total := 0
+	err = s.ReadRaw(context.Background(), refs, from, to, func(i int, smp []Sample) error {
+		if total += len(smp); sel.MaxPoints > 0 && total > sel.MaxPoints {
+			return fmt.Errorf("%w: more than %d", ErrTooManyPoints, sel.MaxPoints)
+		}
+		out[i].Samples = append(out[i].Samples, smp...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select %q: %w", sel.Field, err)
+	}
+	order := make([]int, len(refs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	var res []Series
+	for _, i := range order {
+		if len(out[i].Samples) == 0 {
+			continue
+		}
+		r := &refs[i]
+		res = append(res, Series{Measurement: r.Measurement, Field: r.Field, Tags: r.Tags, Samples: out[i].Samples})
+	}
+	return res, nil
+}
+
+// groupRefs splits refs by group: the read paths work a group at a time,
+// since a group's series share blocks.
+type groupRefs struct {
+	gid uint32
+	ids []uint32 // ascending
+	idx []int    // position in refs of ids[k]
+}
+
+func splitGroups(refs []SeriesRef) []groupRefs {
+	pos := map[uint32]int{}
+	var out []groupRefs
+	order := make([]int, len(refs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := cmpInt(int64(refs[a].gid), int64(refs[b].gid)); c != 0 {
+			return c
+		}
+		return cmpInt(int64(refs[a].id), int64(refs[b].id))
+	})
+	for _, i := range order {
+		r := &refs[i]
+		k, ok := pos[r.gid]
+		if !ok {
+			k = len(out)
+			pos[r.gid] = k
+			out = append(out, groupRefs{gid: r.gid})
+		}
+		g := &out[k]
+		if n := len(g.ids); n > 0 && g.ids[n-1] == r.id {
+			continue // the same series twice
+		}
+		g.ids = append(g.ids, r.id)
+		g.idx = append(g.idx, i)
+	}
+	return out
+}
+
+// seekFrom is where a scan of partition p (starting at pstart) for data
+// from time from begins: the start of from's window of size d, or the
+// partition's start, whichever is later (and without overflow for
+// from = math.MinInt64).
+func seekFrom(from, pstart, d int64) int64 {
+	if from <= pstart {
+		return pstart
+	}
+	return floorTo(from, d)
+}
+
+// windowSrc is one window to read: from its raw partition (nil when only
+// the head holds it) and the head.
+type windowSrc struct {
+	start  int64
+	part   *partition
+	inHead bool
+}
+
+// rawWindows lists the windows holding data of gid that overlap
+// [from, to], ascending. The head is listed before the disk, so that a
+// window the writer moves from one to the other meanwhile is seen on disk.
+func (s *Store) rawWindows(gid uint32, from, to int64) ([]windowSrc, error) {
+	win := int64(s.opts.Window)
+	inHead := s.head.starts(gid, win, from, to)
+	var out []windowSrc
+	for _, p := range s.parts.list(tierRaw, from, to) {
+		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+			c := b.Cursor()
+			for start := seekFrom(from, p.start, win); start < p.end && start <= to; start += win {
+				if k, _ := c.Seek(blockKey(start, gid, 0)); k != nil {
+					if st, g, _, ok := parseBlockKey(k); ok && st == start && g == gid {
+						out = append(out, windowSrc{start: start, part: p})
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, start := range inHead {
+		i, found := slices.BinarySearchFunc(out, start, func(w windowSrc, t int64) int { return cmpInt(w.start, t) })
+		if found {
+			out[i].inHead = true
+		} else {
+			out = slices.Insert(out, i, windowSrc{start: start, part: s.parts.get(tierRaw, start), inHead: true})
+		}
+	}
+	return out, nil
+}
+
+// readWindows reads ids (ascending) in each of wins, in the order given,
+// and calls fn for every series that has samples in a window, with its
+// samples there merged from disk and head (the head is newer). The column
+// passed to fn is only valid during the call.
+//
+// Blocks are found and decompressed in one read transaction per run of
+// windows in the same partition; chunks are decoded and fn called after it
+// ended, so that a slow consumer never holds a transaction open. The head
+// is read before the disk: a window the writer moves from head to disk in
+// between is then read twice (and merged, the copies being equal) rather
+// than not at all.
+func (s *Store) readWindows(ctx context.Context, gid uint32, ids []uint32, wins []windowSrc, fn func(start int64, id uint32, c *column) error) error {
+	period := s.parts.period[tierRaw]
+	samePart := func(a, b windowSrc) bool {
+		if a.part != nil || b.part != nil {
+			return a.part == b.part
+		}
+		return floorTo(a.start, period) == floorTo(b.start, period)
+	}
+	var scratch column
+	for len(wins) > 0 {
+		n := 1
+		for n < len(wins) && samePart(wins[n], wins[0]) {
+			n++
+		}
+		run := wins[:n]
+		wins = wins[n:]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		heads := make([]map[uint32]*column, len(run))
+		for k, w := range run {
+			heads[k] = s.head.columns(w.start, ids)
+		}
+		disk := make([]windowBlocks, len(run))
+		p := run[0].part
+		if p == nil {
+			// Only in the head when listed; it may have been written since.
+			p = s.parts.get(tierRaw, run[0].start)
+		}
+		if p != nil {
+			err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+				for k, w := range run {
+					wb, err := s.windowBlocks(b, p, gen, gid, w.start, ids)
+					if err != nil {
+						return err
+					}
+					disk[k] = wb
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for k, w := range run {
+			head := heads[k]
+			for _, id := range ids {
+				streams := disk[k].chunk(id)
+				hc := head[id]
+				if streams == nil && hc == nil {
+					continue
+				}
+				c := hc
+				if streams != nil {
+					if err := decodeChunk(streams, w.start, &scratch); err != nil {
+						return fmt.Errorf("series %d in window %d: %w", id, w.start, err)
+					}
+					c = &scratch
+					if hc != nil {
+						c = mergeColumns(&scratch, hc)
+					}
+				}
+				if err := fn(w.start, id, c); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// windowBlocks are the decompressed blocks of one window that hold the ids
+// asked for.
+type windowBlocks struct {
+	firsts []uint32
+	blocks []*block
+}
+
+func (wb *windowBlocks) chunk(id uint32) [][]byte {
+	if len(wb.blocks) == 0 {
+		return nil
+	}
+	i, found := slices.BinarySearch(wb.firsts, id)
+	if !found {
+		i = max(i-1, 0)
+	}
+	if b := wb.blocks[i]; b != nil {
+		if streams, ok := b.chunk(id); ok {
+			return streams
+		}
+	}
+	return nil
+}
+
+// windowBlocks decompresses (through the cache) the blocks of the window at
+// start, in partition p of generation gen, that hold any of ids.
+func (s *Store) windowBlocks(b *bolt.Bucket, p *partition, gen uint64, gid uint32, start int64, ids []uint32) (windowBlocks, error) {
+	refs := listBlocks(b, gid, start)
+	if len(refs) == 0 {
+		return windowBlocks{}, nil
+	}
+	wb := windowBlocks{firsts: make([]uint32, len(refs)), blocks: make([]*block, len(refs))}
+	for i, r := range refs {
+		wb.firsts[i] = r.first
+	}
+	for _, id := range ids {
+		i := blockFor(refs, id)
+		if wb.blocks[i] != nil {
+			continue
+		}
+		blk, err := s.readBlock(p, gen, refs[i].key, refs[i].val)
+		if err != nil {
+			return windowBlocks{}, fmt.Errorf("block %x: %w", refs[i].key, err)
+		}
+		wb.blocks[i] = blk
+	}
+	return wb, nil
+}
+
+// ReadRaw calls fn with the samples of refs[i] with from <= time <= to,
+// in time order: window by window, so several times per series, never
+// with an empty slice. The slice is reused once fn returns. Of two writes
+// of the same series and time, the later one is returned.
+func (s *Store) ReadRaw(ctx context.Context, refs []SeriesRef, from, to int64, fn func(i int, samples []Sample) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if from > to {
+		return nil
+	}
+	var buf []Sample
+	for _, g := range splitGroups(refs) {
+		wins, err := s.rawWindows(g.gid, from, to)
+		if err != nil {
+			return err
+		}
+		pos := make(map[uint32]int, len(g.ids))
+		for k, id := range g.ids {
+			pos[id] = g.idx[k]
+		}
+		err = s.readWindows(ctx, g.gid, g.ids, wins, func(_ int64, id uint32, c *column) error {
+			sl := c.slice(from, to)
+			if sl.len() == 0 {
+				return nil
+			}
+			buf = buf[:0]
+			for j, t := range sl.ts {
+				buf = append(buf, Sample{Time: t, Value: sl.value(j)})
+			}
+			return fn(pos[id], buf)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Latest calls fn once for each series of refs that has a sample with
+// from <= time <= at, with the newest such sample.
+func (s *Store) Latest(ctx context.Context, refs []SeriesRef, from, at int64, fn func(i int, smp Sample) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if from > at {
+		return nil
+	}
+	for _, g := range splitGroups(refs) {
+		wins, err := s.rawWindows(g.gid, from, at)
+		if err != nil {
+			return err
+		}
+		slices.Reverse(wins)
+		remaining := slices.Clone(g.ids)
+		pos := map[uint32]int{}
+		for k, id := range g.ids {
+			pos[id] = g.idx[k]
+		}
+		// Newest window first; each window's read drops the series it
+		// answered, so a quiet station costs a few more windows, not all.
+		for len(wins) > 0 && len(remaining) > 0 {
+			found := map[uint32]bool{}
+			err := s.readWindows(ctx, g.gid, remaining, wins[:1], func(_ int64, id uint32, c *column) error {
+				sl := c.slice(from, at)
+				if sl.len() == 0 {
+					return nil
+				}
+				found[id] = true
+				last := sl.len() - 1
+				return fn(pos[id], Sample{Time: sl.ts[last], Value: sl.value(last)})
+			})
+			if err != nil {
+				return err
+			}
+			remaining = slices.DeleteFunc(remaining, func(id uint32) bool { return found[id] })
+			wins = wins[1:]
+		}
+	}
+	return nil
+}
+
+// ReadRollups calls fn with the buckets of resolution res (time.Minute or
+// time.Hour) of refs[i] whose start lies in [floor(from), to], in time order,
+// day by day. Hours of closed days are read from the 1-hour rollups, those of
+// the current day (and late points still in the head) aggregated from raw
+// points; minutes are aggregated from raw points while those are kept, and
+// read from the 1-minute rollups after. Series of strings have no buckets.
+func (s *Store) ReadRollups(ctx context.Context, refs []SeriesRef, res time.Duration, from, to int64, fn func(i int, bs []Bucket) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if res != time.Minute && res != time.Hour {
+		return fmt.Errorf("read rollups: resolution %s, want 1m or 1h", res)
+	}
+	if from > minTime+int64(res) {
+		from = floorTo(from, int64(res))
+	}
+	if from > to {
+		return nil
+	}
+	for _, g := range splitGroups(refs) {
+		if err := s.readRollups(ctx, g, int64(res), from, to, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dayBuckets collects one day's buckets per series before they are passed
+// on.
+type dayBuckets map[uint32][]Bucket
+
+func (db dayBuckets) emit(g groupRefs, from, to int64, fn func(i int, bs []Bucket) error) error {
+	for k, id := range g.ids {
+		bs := db[id]
+		lo, _ := slices.BinarySearchFunc(bs, from, func(b Bucket, t int64) int { return cmpInt(b.Start, t) })
+		hi, found := slices.BinarySearchFunc(bs, to, func(b Bucket, t int64) int { return cmpInt(b.Start, t) })
+		if found {
+			hi++
+		}
+		if lo < hi {
+			if err := fn(g.idx[k], bs[lo:hi]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tierDays lists the days of tier t in [from, to] that hold blocks of gid.
+func (s *Store) tierDays(t tier, gid uint32, from, to int64) ([]int64, error) {
+	var days []int64
+	for _, p := range s.parts.list(t, from, to) {
+		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+			c := b.Cursor()
+			for d := seekFrom(from, p.start, int64(day)); d < p.end && d <= to; d += int64(day) {
+				if k, _ := c.Seek(blockKey(d, gid, 0)); k != nil {
+					if st, g, _, ok := parseBlockKey(k); ok && st == d && g == gid {
+						days = append(days, d)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return days, nil
+}
+
+// readTierDay reads the rollup chunks of g's series for day d from tier t.
+func (s *Store) readTierDay(t tier, g groupRefs, d, res int64) (dayBuckets, error) {
+	p := s.parts.get(t, d)
+	if p == nil {
+		return nil, nil
+	}
+	out := dayBuckets{}
+	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+		blocks := listBlocks(b, g.gid, d)
+		if len(blocks) == 0 {
+			return nil
+		}
+		cur, curBlk := -1, (*block)(nil)
+		for _, id := range g.ids {
+			i := blockFor(blocks, id)
+			if i != cur {
+				blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
+				if err != nil {
+					return fmt.Errorf("block %x: %w", blocks[i].key, err)
+				}
+				cur, curBlk = i, blk
+			}
+			streams, ok := curBlk.chunk(id)
+			if !ok {
+				continue
+			}
+			bs, err := decodeRollupChunk(streams, d, res, nil)
+			if err != nil {
+				return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
+			}
+			out[id] = bs
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readOpenHours reads the window rollup chunks of g's series for the
+// windows of day d that were written but not rolled up yet, and reports
+// which windows had any.
+func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool, error) {
+	p := s.parts.get(tierOpen, d)
+	if p == nil {
+		return nil, nil, nil
+	}
+	win, hour := int64(s.opts.Window), int64(time.Hour)
+	out, have := dayBuckets{}, map[int64]bool{}
+	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+		for start := d; start < d+int64(day); start += win {
+			blocks := listBlocks(b, g.gid, start)
+			if len(blocks) == 0 {
+				continue
+			}
+			have[start] = true
+			cur, curBlk := -1, (*block)(nil)
+			for _, id := range g.ids {
+				i := blockFor(blocks, id)
+				if i != cur {
+					blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
+					if err != nil {
+						return fmt.Errorf("block %x: %w", blocks[i].key, err)
+					}
+					cur, curBlk = i, blk
+				}
+				streams, ok := curBlk.chunk(id)
+				if !ok {
+					continue
+				}
+				bs, err := decodeRollupChunk(streams, start, hour, out[id])
+				if err != nil {
+					return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
+				}
+				out[id] = bs
+			}
+		}
+		return nil
+	})
+	return out, have, err
+}
+
+// rawBuckets aggregates the raw points (disk and head) of g's series in
+// wins into buckets of res, replacing whatever db held for those windows.
+func (s *Store) rawBuckets(ctx context.Context, g groupRefs, wins []windowSrc, res int64, db dayBuckets) error {
+	win := int64(s.opts.Window)
+	// A window that has no samples of a series leaves its buckets alone:
+	// the head never deletes points.
+	var fresh []Bucket
+	return s.readWindows(ctx, g.gid, g.ids, wins, func(start int64, id uint32, c *column) error {
+		fresh = appendBuckets(fresh[:0], c, res)
+		if old := db[id]; len(old) == 0 || old[len(old)-1].Start < start {
+			db[id] = append(old, fresh...) // the usual case: windows in order
+		} else {
+			db[id] = replaceBuckets(old, fresh, start, start+win)
+		}
+		return nil
+	})
+}
+
+// readRollups reads g's buckets of res day by day. For hours, a day whose
+// rollups were written (it closed) comes from the 1h tier, with the windows
+// the head still holds (late points) aggregated from raw points; a day still
+// open is aggregated from its raw points. For minutes, a day whose raw
+// points are kept is aggregated from them, an older one comes from the 1m
+// tier.
+func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int64, fn func(i int, bs []Bucket) error) error {
+	rawWins, err := s.rawWindows(g.gid, from, to)
+	if err != nil {
+		return err
+	}
+	byDay := map[int64][]windowSrc{}
+	for _, w := range rawWins {
+		d := floorTo(w.start, int64(day))
+		byDay[d] = append(byDay[d], w)
+	}
+	t := tier1m
+	if res == int64(time.Hour) {
+		t = tier1h
+	}
+	tdays, err := s.tierDays(t, g.gid, from, to)
+	if err != nil {
+		return err
+	}
+	days := slices.Clone(tdays)
+	for d := range byDay {
+		if !slices.Contains(days, d) {
+			days = append(days, d)
+		}
+	}
+	slices.Sort(days)
+	for _, d := range days {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var useTier bool
+		if t == tier1h {
+			useTier = s.rolledUp(d)
+		} else {
+			useTier = byDay[d] == nil && s.parts.get(tierRaw, d) == nil
+		}
+		var db dayBuckets
+		wins := byDay[d]
+		switch {
+		case useTier:
+			if db, err = s.readTierDay(t, g, d, res); err != nil {
+				return err
+			}
+			// Late points in the head are not in the closed day's
+			// rollups yet.
+			wins = slices.DeleteFunc(slices.Clone(wins), func(w windowSrc) bool { return !w.inHead })
+		case t == tier1h:
+			// An open day: the written windows' hours are in their own
+			// chunks; the head's windows, and any written window without
+			// chunks, come from raw points.
+			var have map[int64]bool
+			if db, have, err = s.readOpenHours(g, d); err != nil {
+				return err
+			}
+			wins = slices.DeleteFunc(slices.Clone(wins), func(w windowSrc) bool { return have[w.start] && !w.inHead })
+		}
+		if db == nil {
+			db = dayBuckets{}
+		}
+		if err := s.rawBuckets(ctx, g, wins, res, db); err != nil {
+			return err
+		}
+		if err := db.emit(g, from, to, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RawHorizon is the earliest time whose raw points are kept: older data
+// exists only as rollups. math.MinInt64 when raw points are kept forever.
+func (s *Store) RawHorizon() int64 {
+	return s.rawCutoff(s.opts.Now().UnixNano())
+}

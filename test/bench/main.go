@@ -1,0 +1,552 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/citysense/citysense/protocols"
+	"github.com/citysense/citysense/protocols/sim"
+)
+
+type config struct {
+	scale     float64
+	days      int
+	interval  time.Duration
+	writers   int
+	runs      int
+	systems   string
+	collector string
+	keep      bool
+	workDir   string
+	noInstall bool
+}
+
+func main() {
+	var cfg config
+	flag.Float64Var(&cfg.scale, "scale", 1, "data set size: 1,000 stations × `SCALE`")
+	flag.IntVar(&cfg.days, "days", 3, "days of data")
+	flag.DurationVar(&cfg.interval, "interval", time.Minute, "time between readings of a station")
+	flag.IntVar(&cfg.writers, "writers", 4, "concurrent write requests")
+	flag.IntVar(&cfg.runs, "runs", 15, "timed runs per query (the median is reported)")
+	flag.StringVar(&cfg.systems, "systems", "citysense,victoriametrics,influxdb", "systems to measure, comma-separated")
+	flag.StringVar(&cfg.collector, "collector", "", "citysense-collector binary; empty builds ./collector/cmd/citysense-collector")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directories")
+	flag.StringVar(&cfg.workDir, "dir", "", "directory for data and binaries; empty makes a temporary one")
+	flag.BoolVar(&cfg.noInstall, "no-install", false, "do not apt-get install missing peers (skip them instead)")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// dataset is the deterministic data set: sim's city, one tick per
+// interval, ending at the minute the run started.
+type dataset struct {
+	params   sim.Params
+	ticks    int
+	values   int64 // field values: what "per point" means below
+	lines    int64
+	from, to time.Time // first and last tick
+}
+
+func newDataset(cfg config) *dataset {
+	stations := max(1, int(math.Round(1000*cfg.scale)))
+	ticks := int(time.Duration(cfg.days) * 24 * time.Hour / cfg.interval)
+	end := time.Now().UTC().Truncate(time.Minute)
+	start := end.Add(-time.Duration(ticks-1) * cfg.interval)
+	ds := &dataset{
+		params: sim.Params{Stations: stations, Seed: 1, Interval: cfg.interval, Start: start},
+		ticks:  ticks,
+		from:   start,
+		to:     end,
+	}
+	// Counted once, up front, from the generator itself.
+	for tick := range ticks {
+		for _, p := range sim.Generate(ds.params, tick) {
+			ds.values += int64(len(p.Fields))
+			ds.lines++
+		}
+	}
+	return ds
+}
+
+// body is the line protocol of one tick (every station), ns precision.
+func (ds *dataset) body(tick int) []byte {
+	b, err := protocols.AppendLines(nil, sim.Generate(ds.params, tick), protocols.Nanosecond)
+	if err != nil {
+		panic(err) // sim makes valid points
+	}
+	return b
+}
+
+// result holds one system's figures.
+type result struct {
+	name        string
+	ingestCPU   time.Duration
+	ingestWall  time.Duration
+	diskBytes   int64 // whole data directory
+	storeBytes  int64 // CitySense's store alone; 0 for the others
+	peakRSS     int64
+	queries     [3]time.Duration
+	queryErrors [3]string
+	note        string
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error {
+	work := cfg.workDir
+	if work == "" {
+		dir, err := os.MkdirTemp("", "citysense-bench-")
+		if err != nil {
+			return err
+		}
+		work = dir
+		if !cfg.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	var systems []system
+	for _, name := range strings.Split(cfg.systems, ",") {
+		switch strings.TrimSpace(name) {
+		case "citysense":
+			bin := cfg.collector
+			if bin == "" {
+				var err error
+				if bin, err = buildCollector(ctx, work); err != nil {
+					return err
+				}
+			}
+			systems = append(systems, &citysense{bin: bin})
+		case "victoriametrics":
+			bin, err := ensure(ctx, log, "victoria-metrics", "victoria-metrics", cfg.noInstall)
+			if err != nil {
+				log.Warn("skipping VictoriaMetrics", "err", err)
+				continue
+			}
+			systems = append(systems, &victoria{bin: bin})
+		case "influxdb":
+			bin, err := ensure(ctx, log, "influxd", "influxdb", cfg.noInstall)
+			if err != nil {
+				log.Warn("skipping InfluxDB", "err", err)
+				continue
+			}
+			systems = append(systems, &influx{bin: bin})
+		case "":
+		default:
+			return fmt.Errorf("unknown system %q", name)
+		}
+	}
+	log.Info("generating the data set", "stations", int(math.Round(1000*cfg.scale)), "days", cfg.days, "interval", cfg.interval)
+	ds := newDataset(cfg)
+	log.Info("data set", "ticks", ds.ticks, "lines", ds.lines, "values", ds.values, "from", ds.from, "to", ds.to)
+
+	var results []result
+	for _, sys := range systems {
+		dir := filepath.Join(work, sys.name())
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+		r, err := measure(ctx, cfg, log, sys, dir, ds)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sys.name(), err)
+		}
+		results = append(results, r)
+	}
+	report(out, cfg, ds, results)
+	return nil
+}
+
+// measure runs one system through ingest, the clean stop, and queries.
+func measure(ctx context.Context, cfg config, log *slog.Logger, sys system, dir string, ds *dataset) (result, error) {
+	r := result{name: sys.name()}
+	log = log.With("system", sys.name())
+	p, err := sys.start(ctx, dir)
+	if err != nil {
+		return r, err
+	}
+	defer p.kill()
+	cpu0, err := p.cpu()
+	if err != nil {
+		return r, err
+	}
+
+	log.Info("ingesting", "values", ds.values)
+	begin := time.Now()
+	if err := ingest(ctx, cfg, sys, ds); err != nil {
+		return r, fmt.Errorf("ingest: %w", err)
+	}
+	if err := waitFor(ctx, 10*time.Minute, func() (bool, error) { return sys.stored(ctx, ds) }); err != nil {
+		return r, fmt.Errorf("waiting for every point to be queryable: %w", err)
+	}
+	r.ingestWall = time.Since(begin)
+	log.Info("ingested", "wall", r.ingestWall.Round(time.Millisecond))
+	// Background work (merges, compactions, rollups) belongs to ingest:
+	// wait until the server is idle.
+	if err := p.waitIdle(ctx, 3*time.Minute); err != nil {
+		log.Warn("server did not settle", "err", err)
+	}
+	if s, ok := sys.(settler); ok {
+		if err := s.settle(ctx, dir); err != nil {
+			log.Warn("server did not settle", "err", err)
+		}
+		if err := p.waitIdle(ctx, 3*time.Minute); err != nil {
+			log.Warn("server did not settle", "err", err)
+		}
+	}
+	if r.peakRSS, err = p.peakRSS(); err != nil {
+		return r, err
+	}
+	total, err := p.stop(2 * time.Minute)
+	if err != nil {
+		return r, fmt.Errorf("clean stop: %w", err)
+	}
+	r.ingestCPU = total - cpu0
+	if r.diskBytes, err = diskUsage(dir); err != nil {
+		return r, err
+	}
+	r.storeBytes = sys.storeBytes(dir)
+	log.Info("stopped", "cpu", r.ingestCPU.Round(time.Millisecond), "disk", r.diskBytes, "peak_rss", r.peakRSS)
+
+	// Queries run on a restarted server, as they would on a cold box.
+	p, err = sys.start(ctx, dir)
+	if err != nil {
+		return r, fmt.Errorf("restart: %w", err)
+	}
+	defer p.kill()
+	if err := waitFor(ctx, 5*time.Minute, func() (bool, error) { return sys.stored(ctx, ds) }); err != nil {
+		return r, fmt.Errorf("after restart: %w", err)
+	}
+	for i, q := range sys.queries(ds) {
+		d, err := timeQuery(ctx, q, cfg.runs)
+		if err != nil {
+			r.queryErrors[i] = err.Error()
+			log.Warn("query failed", "query", i+1, "err", err)
+			continue
+		}
+		r.queries[i] = d
+	}
+	if _, err := p.stop(2 * time.Minute); err != nil {
+		log.Warn("stop after queries", "err", err)
+	}
+	return r, nil
+}
+
+// ingest writes every tick's batch, cfg.writers requests at a time, in tick
+// order.
+func ingest(ctx context.Context, cfg config, sys system, ds *dataset) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ticks := make(chan int)
+	errs := make(chan error, cfg.writers)
+	var wg sync.WaitGroup
+	for range cfg.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tick := range ticks {
+				if err := sys.write(ctx, ds.body(tick)); err != nil {
+					errs <- fmt.Errorf("tick %d: %w", tick, err)
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	for tick := range ds.ticks {
+		select {
+		case ticks <- tick:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ticks)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// settler is a system that needs more than idleness before it is measured.
+type settler interface {
+	settle(ctx context.Context, dir string) error
+}
+
+// query is one timed HTTP request with a check of its answer.
+type query struct {
+	url    string
+	header http.Header
+	check  func(body []byte) error
+}
+
+var client = &http.Client{Timeout: 2 * time.Minute}
+
+func (q query) do(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q.url, nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range q.header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body[:min(len(body), 300)])))
+	}
+	if q.check != nil {
+		return q.check(body)
+	}
+	return nil
+}
+
+// timeQuery checks the answer, warms up twice and returns the median of
+// runs timings.
+func timeQuery(ctx context.Context, q query, runs int) (time.Duration, error) {
+	for range 2 {
+		if err := q.do(ctx); err != nil {
+			return 0, err
+		}
+	}
+	ds := make([]time.Duration, 0, runs)
+	for range runs {
+		begin := time.Now()
+		if err := q.do(ctx); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(begin))
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2], nil
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out after %s (last: %v)", timeout, last)
+}
+
+// ensure finds a peer's binary, installing its Debian package when it is
+// missing and allowed to.
+func ensure(ctx context.Context, log *slog.Logger, bin, pkg string, noInstall bool) (string, error) {
+	if path, err := exec.LookPath(bin); err == nil {
+		return path, nil
+	}
+	if noInstall {
+		return "", fmt.Errorf("%s not found and -no-install given", bin)
+	}
+	log.Info("installing a peer", "package", pkg)
+	install := func() error {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", pkg)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("apt-get install %s: %w: %s", pkg, err, lastLines(out, 5))
+		}
+		return nil
+	}
+	if err := install(); err != nil {
+		// Stale package lists are the usual cause; refresh them once.
+		if out, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
+			return "", fmt.Errorf("%w; apt-get update: %v: %s", err, uerr, lastLines(out, 5))
+		}
+		if err := install(); err != nil {
+			return "", err
+		}
+	}
+	return exec.LookPath(bin)
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// buildCollector builds the collector of this checkout.
+func buildCollector(ctx context.Context, work string) (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	bin := filepath.Join(work, "citysense-collector")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./collector/cmd/citysense-collector")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the collector: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// diskUsage is what the files under dir occupy: allocated blocks, so that
+// sparse files count what they hold.
+func diskUsage(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		} else {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
+func report(out io.Writer, cfg config, ds *dataset, results []result) {
+	commit := "unknown"
+	if b, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		commit = strings.TrimSpace(string(b))
+	}
+	fmt.Fprintf(out, "\nCitySense bench — commit %s, %s/%s, %d CPUs\n", commit, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Fprintf(out, "data: %d stations × %d days every %s = %d lines, %d values (\"points\" below), %s … %s\n\n",
+		ds.params.Stations, cfg.days, cfg.interval, ds.lines, ds.values, ds.from.Format(time.RFC3339), ds.to.Format(time.RFC3339))
+	var cs *result
+	for i := range results {
+		if results[i].name == "CitySense" {
+			cs = &results[i]
+		}
+	}
+	type row struct {
+		name  string
+		value func(r *result) (float64, bool)
+		unit  string
+	}
+	per := float64(ds.values)
+	rows := []row{
+		{"ingest CPU per point", func(r *result) (float64, bool) { return float64(r.ingestCPU.Nanoseconds()) / per, true }, "ns"},
+		{"ingest rate (wall)", func(r *result) (float64, bool) { return per / r.ingestWall.Seconds(), true }, "points/s"},
+		{"disk per point (data dir)", func(r *result) (float64, bool) { return float64(r.diskBytes) / per, true }, "B"},
+		{"disk per point (store only)", func(r *result) (float64, bool) {
+			if r.storeBytes == 0 {
+				return float64(r.diskBytes) / per, true
+			}
+			return float64(r.storeBytes) / per, true
+		}, "B"},
+		{"peak RSS", func(r *result) (float64, bool) { return float64(r.peakRSS) / (1 << 20), true }, "MiB"},
+		{"Q1 hourly mean, 1 station", func(r *result) (float64, bool) { return ms(r.queries[0]), r.queryErrors[0] == "" }, "ms"},
+		{"Q2 latest, every station", func(r *result) (float64, bool) { return ms(r.queries[1]), r.queryErrors[1] == "" }, "ms"},
+		{"Q3 daily max per district", func(r *result) (float64, bool) { return ms(r.queries[2]), r.queryErrors[2] == "" }, "ms"},
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t", r.name)
+	}
+	for _, r := range results {
+		if cs != nil && r.name != cs.name {
+			fmt.Fprintf(tw, "CS/%s\t", short(r.name))
+		}
+	}
+	fmt.Fprintln(tw, "unit\t")
+	for _, rw := range rows {
+		fmt.Fprintf(tw, "%s\t", rw.name)
+		for i := range results {
+			if v, ok := rw.value(&results[i]); ok {
+				fmt.Fprintf(tw, "%s\t", num(v))
+			} else {
+				fmt.Fprint(tw, "n/a\t")
+			}
+		}
+		for i := range results {
+			if cs == nil || results[i].name == cs.name {
+				continue
+			}
+			a, okA := rw.value(cs)
+			b, okB := rw.value(&results[i])
+			if okA && okB && b != 0 {
+				fmt.Fprintf(tw, "%.2f×\t", a/b)
+			} else {
+				fmt.Fprint(tw, "n/a\t")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t\n", rw.unit)
+	}
+	tw.Flush()
+	for _, r := range results {
+		for i, e := range r.queryErrors {
+			if e != "" {
+				fmt.Fprintf(out, "%s Q%d: %s\n", r.name, i+1, e)
+			}
+		}
+		if r.note != "" {
+			fmt.Fprintf(out, "%s: %s\n", r.name, r.note)
+		}
+	}
+	fmt.Fprintln(out, "\nRatios are CitySense/peer: below 1 is better for CitySense on every row but the ingest rate.")
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func num(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+func short(name string) string {
+	switch name {
+	case "VictoriaMetrics":
+		return "VM"
+	case "InfluxDB":
+		return "Influx"
+	}
+	return name
+}
