@@ -390,6 +390,11 @@ func (a *Agent) startInputs(rs *runState, cfg config.Config) error {
 
 // startInput starts one input.
 func (a *Agent) startInput(rs *runState, cfg config.Config, ic config.Input) error {
+	// Inputs that count what they read (and what they refused) register in
+	// the agent's set, so their figures are on /metrics.
+	if m, ok := ic.Input.(interface{ SetMetrics(*metrics.Set) }); ok {
+		m.SetMetrics(a.set)
+	}
 	chain, err := process.Build(cfg.Doc(), ic.Processors, ic.Path+".processors", a.processEnv(cfg))
 	if err != nil {
 		return err

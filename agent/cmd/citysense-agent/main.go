@@ -28,6 +28,7 @@ import (
 	"github.com/citysense/citysense/internal/confx"
 	"github.com/citysense/citysense/protocols"
 	_ "github.com/citysense/citysense/protocols/all"
+	"github.com/citysense/citysense/protocols/modbus"
 )
 
 const program = "citysense-agent"
@@ -59,6 +60,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return cmdInputs(rest, stdout, stderr)
 	case "buffer":
 		return cmdBuffer(rest, stdout, stderr)
+	case "probe":
+		return cmdProbe(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		if len(rest) > 0 {
 			return usageError(stderr, "version takes no arguments")
@@ -73,6 +76,32 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return usageError(stderr, "unknown flag %s before a command", cmd)
 	}
 	return usageError(stderr, "unknown command %q", cmd)
+}
+
+// cmdProbe reads a device directly and prints what it answers, so an
+// installer can find the right register map before writing the config.
+func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "modbus" {
+		return usageError(stderr, "probe: want 'probe modbus --address tcp://HOST:502 [--unit N] [--kind holding|input|coil|discrete] [--start A] [--count N]'")
+	}
+	fs := flag.NewFlagSet("probe modbus", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts modbus.ProbeOptions
+	opts.RegisterFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cli.ExitOK
+		}
+		return cli.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "probe modbus: unexpected argument %q", fs.Arg(0))
+	}
+	if err := modbus.Probe(ctx, stdout, opts); err != nil {
+		fmt.Fprintf(stderr, "%s: probe modbus: %v\n", program, err)
+		return cli.ExitError
+	}
+	return cli.ExitOK
 }
 
 func usageError(stderr io.Writer, format string, args ...any) int {
@@ -518,6 +547,14 @@ COMMANDS
              citysense-agent buffer export -c agent.yaml | gzip > gw.lp.gz
              Both refuse, naming the process, while an agent holds the
              buffer.
+    probe modbus --address URL [--unit N] [--kind KIND] [--start A] [--count N]
+             Read a range of registers from a Modbus device and print each
+             one raw and in every interpretation (uint16, int16, ASCII, and
+             32- and 64-bit values in every byte and word order); a range
+             the device refuses is read again register by register with the
+             exception shown. URL is tcp://HOST:502, rtuovertcp://HOST:PORT
+             or rtu:///dev/ttyUSB0?baud=9600&parity=N. The tool for finding
+             the register map of a meter on site.
     version  Print the version, commit, build date and platform.
     help     Print this manual (also -h, --help).
 
