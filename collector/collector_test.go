@@ -113,8 +113,18 @@ func TestCollector_Run_endToEnd(t *testing.T) {
 		fc.Features[0].Geometry.Coordinates[0] != 16.37 {
 		t.Errorf("stations = %s (%v)", stations, err)
 	}
-	if _, m := get(t, base+"/metrics"); !strings.Contains(m, `citysense_ingest_points_total{stream="CS_SERIES"} 2`) {
-		t.Errorf("/metrics lacks citysense_ingest_points_total{stream=\"CS_SERIES\"} 2:\n%s", m)
+	// The store makes points visible before the ingest stage counts them
+	// (it counts after Write returns), so the counter may trail the answer
+	// by a moment.
+	const wantMetric = `citysense_ingest_points_total{stream="CS_SERIES"} 2`
+	var m string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, m = get(t, base+"/metrics"); strings.Contains(m, wantMetric) {
+			break
+		}
+	}
+	if !strings.Contains(m, wantMetric) {
+		t.Errorf("/metrics lacks %s:\n%s", wantMetric, m)
 	}
 
 	cancel()
