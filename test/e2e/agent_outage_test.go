@@ -19,8 +19,8 @@ func TestAgent_Outage(t *testing.T) {
 	const (
 		stations = 10
 		interval = 200 * time.Millisecond
-		ticks    = 150 // 30 s of readings
-		outage   = 20 * time.Second
+		ticks    = 400              // 80 s of readings: the sim runs on through the whole outage
+		outage   = 60 * time.Second // as issue 4 asks
 	)
 	c := agStartCollector(t)
 	// A start a little ahead, on the interval, so the test knows every
