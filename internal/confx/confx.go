@@ -10,6 +10,7 @@ package confx
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -480,4 +481,18 @@ func (d *Doc) Place(probs Problems, base string, err error) Problems {
 		}
 	}
 	return probs
+}
+
+// CheckListen validates a listen address host:port (an empty host means
+// every interface, port 0 a free one). example is shown in the error, e.g.
+// "127.0.0.1:8186", so the message fits the key it is about.
+func CheckListen(addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port such as %s, got %q", example, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port %q", port)
+	}
+	return nil
 }

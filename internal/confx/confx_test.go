@@ -211,3 +211,20 @@ func TestDoc_Place(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckListen(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:8186", ":0", "[::1]:65535", "localhost:80"} {
+		if err := CheckListen(ok, "127.0.0.1:1"); err != nil {
+			t.Errorf("CheckListen(%q) = %v", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"8186":            `want host:port such as 127.0.0.1:1, got "8186"`,
+		"127.0.0.1:99999": `invalid port "99999"`,
+		"127.0.0.1:http":  `invalid port "http"`,
+	} {
+		if err := CheckListen(in, "127.0.0.1:1"); err == nil || err.Error() != want {
+			t.Errorf("CheckListen(%q) = %v, want %q", in, err, want)
+		}
+	}
+}

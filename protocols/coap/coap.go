@@ -84,10 +84,8 @@ func (in *Input) Init(log *slog.Logger) error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, confx.Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
-	if _, port, err := net.SplitHostPort(in.Listen); err != nil {
-		bad("listen", "want host:port such as 127.0.0.1:5683, got %q", in.Listen)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		bad("listen", "invalid port %q", port)
+	if err := confx.CheckListen(in.Listen, "127.0.0.1:5683"); err != nil {
+		bad("listen", "%v", err)
 	}
 	p, err := protocols.ParsePrecision(in.Precision)
 	if err != nil {

@@ -95,10 +95,8 @@ func (in *Input) Init(log *slog.Logger) error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, confx.Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
-	if _, port, err := net.SplitHostPort(in.Listen); err != nil {
-		bad("listen", "want host:port such as 127.0.0.1:8186, got %q", in.Listen)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		bad("listen", "invalid port %q", port)
+	if err := confx.CheckListen(in.Listen, "127.0.0.1:8186"); err != nil {
+		bad("listen", "%v", err)
 	}
 	if in.MaxBody < 1024 {
 		bad("max_body", "must be at least 1KiB, got %d bytes", in.MaxBody)
