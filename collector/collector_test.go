@@ -99,7 +99,8 @@ func TestCollector_Run_endToEnd(t *testing.T) {
 	if body != want {
 		t.Fatalf("series = %s, want %s", body, want)
 	}
-	_, stations := get(t, base+"/api/v1/stations")
+	// The stations index may trail the series answer by a moment under
+	// load, like the ingest counter below; poll, then assert.
 	var fc struct {
 		Features []struct {
 			Geometry struct {
@@ -108,9 +109,20 @@ func TestCollector_Run_endToEnd(t *testing.T) {
 			Properties map[string]any `json:"properties"`
 		} `json:"features"`
 	}
-	if err := json.Unmarshal([]byte(stations), &fc); err != nil || len(fc.Features) != 1 ||
-		fc.Features[0].Properties["id"] != "s0042" || len(fc.Features[0].Geometry.Coordinates) != 2 ||
-		fc.Features[0].Geometry.Coordinates[0] != 16.37 {
+	var stations string
+
+	stationsOK := func() bool {
+		return err == nil && len(fc.Features) == 1 && fc.Features[0].Properties["id"] == "s0042" &&
+			len(fc.Features[0].Geometry.Coordinates) == 2 && fc.Features[0].Geometry.Coordinates[0] == 16.37
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, stations = get(t, base+"/api/v1/stations")
+		fc.Features = nil
+		if err = json.Unmarshal([]byte(stations), &fc); stationsOK() {
+			break
+		}
+	}
+	if !stationsOK() {
 		t.Errorf("stations = %s (%v)", stations, err)
 	}
 	// The store makes points visible before the ingest stage counts them
