@@ -26,6 +26,7 @@ import (
 	"github.com/citysense/citysense/agent/internal/config"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/internal/confx"
+	"github.com/citysense/citysense/internal/sdnotify"
 	"github.com/citysense/citysense/protocols"
 	_ "github.com/citysense/citysense/protocols/all"
 	"github.com/citysense/citysense/protocols/modbus"
@@ -247,6 +248,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	// Under systemd (Type=notify): READY=1, watchdog pings while the
+	// agent's status still answers, STOPPING=1 on the signal.
+	stopNotify := sdnotify.Start(ctx, log, func() bool { return a.Status().Ready != "not ready" })
+	defer stopNotify()
 	if err := a.Run(ctx); err != nil {
 		log.Error(program+" failed", "err", err)
 		return cli.ExitError

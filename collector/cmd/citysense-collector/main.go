@@ -19,6 +19,7 @@ import (
 	_ "github.com/citysense/citysense/enrich/all" // every enrichment stage, for collector.yaml's enrich: list
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/internal/confx"
+	"github.com/citysense/citysense/internal/sdnotify"
 )
 
 const program = "citysense-collector"
@@ -321,6 +322,17 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
+	// Under systemd (Type=notify): READY=1 once every part runs, watchdog
+	// pings, STOPPING=1 on the signal.
+	stopNotify := sdnotify.Start(ctx, log, func() bool {
+		select {
+		case <-c.Started():
+			return true
+		default:
+			return false
+		}
+	})
+	defer stopNotify()
 	if err := c.Run(ctx); err != nil {
 		log.Error("collector failed", "err", err)
 		return cli.ExitError
