@@ -20,6 +20,7 @@ import (
 	"github.com/citysense/citysense/agent/internal/buffer"
 	"github.com/citysense/citysense/agent/internal/config"
 	"github.com/citysense/citysense/agent/internal/process"
+	"github.com/citysense/citysense/agent/internal/quarantine"
 	"github.com/citysense/citysense/agent/internal/uplink"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/protocols"
@@ -48,7 +49,8 @@ type Agent struct {
 
 	global atomic.Pointer[chainHolder] // set while Run runs
 
-	buf        atomic.Pointer[buffer.Buffer] // set while Run has it open
+	buf        atomic.Pointer[buffer.Buffer]    // set while Run has it open
+	quar       atomic.Pointer[quarantine.Store] // set while Run has it open
 	ready      atomic.Bool
 	inputsDone atomic.Bool
 	running    atomic.Int64 // inputs whose Run has not returned
@@ -62,6 +64,8 @@ type Agent struct {
 	reloads         *metrics.Counter
 	reloadErrors    *metrics.Counter
 	lastInvalidLog  atomic.Int64 // unix nanos, to rate-limit that warning
+	quarEvicted     *metrics.Counter
+	quarErrors      *metrics.Counter
 }
 
 // runState is what the goroutines of one Run share.
@@ -77,6 +81,7 @@ type runningInput struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	points *metrics.Counter
+	quar   quarantineLimiter
 
 	// flushMu orders the flush timer against the final flush: once
 	// retired, the chain is closed (its state saved) and never used again.
@@ -133,6 +138,20 @@ func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
 	a.writesRefused = a.set.NewCounter("citysense_agent_writes_refused_total")
 	a.reloads = a.set.NewCounter("citysense_agent_config_reloads_total")
 	a.reloadErrors = a.set.NewCounter("citysense_agent_config_reload_errors_total")
+	a.quarEvicted = a.set.NewCounter("citysense_agent_quarantine_evicted_total")
+	a.quarErrors = a.set.NewCounter("citysense_agent_quarantine_errors_total")
+	quarStat := func(f func(quarantine.Stats) float64) func() float64 {
+		return func() float64 {
+			if q := a.quar.Load(); q != nil {
+				if st, err := q.Stats(); err == nil {
+					return f(st)
+				}
+			}
+			return 0
+		}
+	}
+	a.set.NewGauge("citysense_agent_quarantine_entries", quarStat(func(st quarantine.Stats) float64 { return float64(st.Entries) }))
+	a.set.NewGauge("citysense_agent_quarantine_bytes", quarStat(func(st quarantine.Stats) float64 { return float64(st.Bytes) }))
 	a.set.NewGauge("citysense_agent_inputs_running", func() float64 { return float64(a.running.Load()) })
 	a.set.NewGauge("citysense_agent_ready", func() float64 {
 		if code, _ := a.readiness(); code == http.StatusOK {
@@ -217,6 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.buf.Store(buf)
+	a.openQuarantine(cfg.Agent.DataDir)
 	a.started.Store(time.Now().UnixNano())
 	st := buf.Stats()
 	a.log.Info("agent starting", "data_dir", cfg.Agent.DataDir, "http", cfg.Agent.HTTP,
@@ -228,7 +248,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cfg.Agent.HTTP != "" {
 		ln, err := net.Listen("tcp", cfg.Agent.HTTP)
 		if err != nil {
-			return errors.Join(fmt.Errorf("listen on %q: %w", cfg.Agent.HTTP, err), a.closeBuffer())
+			return errors.Join(fmt.Errorf("listen on %q: %w", cfg.Agent.HTTP, err), a.closeBuffer(), a.closeQuarantine())
 		}
 		srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
@@ -255,7 +275,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.life.Unlock()
 	if err != nil {
 		a.shutdown(rs, srv)
-		return err
+		return errors.Join(err, a.closeQuarantine())
 	}
 	flusherDone := make(chan struct{})
 	flushCtx, stopFlusher := context.WithCancel(context.WithoutCancel(ctx))
@@ -274,7 +294,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-flusherDone
 	a.shutdown(rs, srv)
 	st = buf.Stats()
-	runErr = errors.Join(runErr, a.closeBuffer())
+	runErr = errors.Join(runErr, a.closeBuffer(), a.closeQuarantine())
 	s := a.Status()
 	a.log.Info("agent stopped", "points_read", s.PointsRead, "points_sent", s.PointsSent,
 		"pending_batches", st.Batches, "pending_points", st.Points)
@@ -403,6 +423,7 @@ func (a *Agent) startInput(rs *runState, cfg config.Config, ic config.Input) err
 	in := &runningInput{
 		cfg: ic, chain: chain, cancel: cancel, done: make(chan struct{}),
 		points: a.set.GetOrCreateCounter(fmt.Sprintf(`citysense_agent_input_points_total{input=%q,type=%q}`, ic.Path, ic.Type)),
+		quar:   newQuarantineLimiter(a.set, ic.Path, ic.Type),
 	}
 	a.mu.Lock()
 	a.inputs = append(a.inputs, in)
@@ -793,6 +814,7 @@ func (a *Agent) Handler() http.Handler {
 		a.set.WritePrometheus(w)
 		metrics.WriteProcessMetrics(w)
 	})
+	a.quarantineRoutes(mux)
 	return mux
 }
 
@@ -956,4 +978,7 @@ func (a *Agent) Reload(cfg config.Config) error {
 var ErrNeedsRestart = errors.New("some changes need a restart")
 
 // Interface guards.
-var _ protocols.Accumulator = (*accumulator)(nil)
+var (
+	_ protocols.Accumulator = (*accumulator)(nil)
+	_ protocols.Quarantiner = (*accumulator)(nil)
+)

@@ -300,21 +300,12 @@ func (in *Input) Handle(ctx context.Context, acc protocols.Accumulator, path str
 	if perr != nil {
 		m.badPayloads.Inc()
 		in.logBad("coap: bad payload", "path", path, "stored", len(pts), "err", perr)
-		if q, ok := acc.(Quarantiner); ok {
-			if err := q.Quarantine(ctx, "coap /"+path, body, perr); err != nil && ctx.Err() == nil {
-				in.logBad("coap: quarantine failed", "err", err)
-			}
+		if err := protocols.Quarantine(ctx, acc, "coap /"+path, body, perr); err != nil && ctx.Err() == nil {
+			in.logBad("coap: quarantine failed", "err", err)
 		}
 		return codes.BadRequest, fmt.Sprintf("%d points stored; %v", len(pts), perr)
 	}
 	return codes.Changed, ""
-}
-
-// Quarantiner is implemented by accumulators that keep unparseable payloads
-// for inspection (the agent's, in its bbolt file). Must be safe for
-// concurrent use.
-type Quarantiner interface {
-	Quarantine(ctx context.Context, source string, raw []byte, reason error) error
 }
 
 // decodeJSON reads a JSON object or array of objects. Numbers and booleans

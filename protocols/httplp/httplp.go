@@ -556,18 +556,9 @@ func pushToPoint(rm json.RawMessage, measurement string, prec protocols.Precisio
 	return protocols.NewPoint(pp.Measurement, pp.Tags, fields, ts)
 }
 
-// Quarantiner is implemented by accumulators that keep unparseable payloads
-// for inspection (the agent's, in its bbolt file); the whole body of a
-// request with bad lines is handed over. Must be safe for concurrent use.
-type Quarantiner interface {
-	Quarantine(ctx context.Context, source string, raw []byte, reason error) error
-}
-
 func (in *Input) quarantine(ctx context.Context, acc protocols.Accumulator, source string, raw []byte, reason error) {
-	if q, ok := acc.(Quarantiner); ok {
-		if err := q.Quarantine(ctx, source, raw, reason); err != nil && ctx.Err() == nil {
-			in.logBad("http input: quarantine failed", "err", err)
-		}
+	if err := protocols.Quarantine(ctx, acc, source, raw, reason); err != nil && ctx.Err() == nil {
+		in.logBad("http input: quarantine failed", "err", err)
 	}
 }
 

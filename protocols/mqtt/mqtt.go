@@ -558,6 +558,7 @@ func (w *worker) commit(ctx context.Context, batch []received) bool {
 		if idx < 0 {
 			w.m.unmatched.Inc()
 			w.logf("mqtt message on a topic no subscription matches", "topic", topic)
+			quarantine(ctx, w.acc, "mqtt "+topic, r.msg.Payload(), errNoSubscription, w.in.log)
 			continue
 		}
 		sub := w.in.subs[idx]
@@ -568,6 +569,7 @@ func (w *worker) commit(ctx context.Context, batch []received) bool {
 			if !sub.tmpl.match(topic, &match) {
 				w.m.parseErrors.Inc()
 				w.logf("mqtt topic does not match the template", "topic", topic)
+				quarantine(ctx, w.acc, "mqtt "+topic, r.msg.Payload(), errTemplateMismatch, w.in.log)
 				continue
 			}
 			if match.measurement != "" {
@@ -646,22 +648,16 @@ func (w *worker) logf(msg string, args ...any) {
 	w.in.log.Warn(msg, args...)
 }
 
-// Quarantiner is implemented by accumulators that keep unparseable payloads
-// for inspection (the agent's, in its bbolt file). An input hands a payload
-// over before it acknowledges the message; source names where it came from
-// ("mqtt sensors/d01/s0001/air"). The method must be safe for concurrent use.
-type Quarantiner interface {
-	Quarantine(ctx context.Context, source string, raw []byte, reason error) error
-}
+// Reasons a message is refused before its payload is read.
+var (
+	errNoSubscription   = errors.New("no subscription matches the topic")
+	errTemplateMismatch = errors.New("the topic does not match the subscription's template")
+)
 
 // quarantine hands raw to acc if it keeps a quarantine. A failure is logged
 // and does not hold the message back: the payload is counted either way.
 func quarantine(ctx context.Context, acc protocols.Accumulator, source string, raw []byte, reason error, log *slog.Logger) {
-	q, ok := acc.(Quarantiner)
-	if !ok {
-		return
-	}
-	if err := q.Quarantine(ctx, source, raw, reason); err != nil && ctx.Err() == nil {
+	if err := protocols.Quarantine(ctx, acc, source, raw, reason); err != nil && ctx.Err() == nil {
 		log.Warn("quarantine failed", "source", source, "err", err)
 	}
 }

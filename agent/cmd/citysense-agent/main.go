@@ -63,6 +63,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return cmdBuffer(rest, stdout, stderr)
 	case "probe":
 		return cmdProbe(ctx, rest, stdout, stderr)
+	case "quarantine":
+		return cmdQuarantine(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		if len(rest) > 0 {
 			return usageError(stderr, "version takes no arguments")
@@ -499,6 +501,7 @@ const synopsis = `Usage:
   citysense-agent inputs [TYPE]
   citysense-agent buffer stats (--data-dir DIR | -c FILE) [--json]
   citysense-agent buffer export (--data-dir DIR | -c FILE) [--output ID]
+  citysense-agent quarantine list|show ID|purge (--data-dir DIR | -c FILE)
   citysense-agent version
   citysense-agent help
 `
@@ -515,6 +518,8 @@ SYNOPSIS
     citysense-agent inputs [TYPE]
     citysense-agent buffer stats (--data-dir DIR | -c FILE) [--json]
     citysense-agent buffer export (--data-dir DIR | -c FILE) [--output ID]
+    citysense-agent quarantine list|show ID|purge (--data-dir DIR | -c FILE)
+                        [--http ADDR] [--json] [--raw] [--before T]
     citysense-agent version
     citysense-agent help
 
@@ -560,6 +565,17 @@ COMMANDS
              exception shown. URL is tcp://HOST:502, rtuovertcp://HOST:PORT
              or rtu:///dev/ttyUSB0?baud=9600&parity=N. The tool for finding
              the register map of a meter on site.
+    quarantine list|show ID|purge [--before T]
+             The payloads the inputs could not read, kept raw in
+             DATA_DIR/quarantine.db (the newest 1000, at most 16 MiB; the
+             oldest are evicted and counted). list shows one line per
+             entry (--json: JSON); show ID prints where it came from, why
+             it was refused and its exact bytes as a hex dump (--raw: the
+             bytes alone, --json: JSON with base64); purge deletes every
+             entry, or those older than T (RFC 3339, Unix seconds, or an
+             age such as 24h). While an agent runs it holds the file, and
+             the command asks it over its HTTP API instead (agent.http,
+             loopback clients only; --http ADDR overrides).
     version  Print the version, commit, build date and platform.
     help     Print this manual (also -h, --help).
 
