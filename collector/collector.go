@@ -118,7 +118,15 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}
 
 	// Deferred in reverse: the bus stops before the store closes.
-	st, err := store.Open(filepath.Join(cfg.Node.DataDir, "store.db"), c.log)
+	sopts := store.DefaultOptions()
+	sopts.Log = c.log
+	sopts.Retention = store.Retention{
+		Raw:    cfg.Store.Retention.Raw.D(),
+		Minute: cfg.Store.Retention.Minute.D(),
+		Hour:   cfg.Store.Retention.Hour.D(),
+	}
+	sopts.BlockCacheBytes = int(cfg.Store.Cache)
+	st, err := store.OpenDir(filepath.Join(cfg.Node.DataDir, "store"), sopts)
 	if err != nil {
 		return err
 	}
@@ -171,7 +179,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		// batches meet the same limits here, and their refused points are
 		// kept in the quarantine since no one is waiting for an answer.
 		Limits: ingest.Limits{
-			MaxPast:   cfg.Ingest.MaxPast.D(),
+			MaxPast:   cfg.MaxPast(),
 			MaxFuture: cfg.Ingest.MaxFuture.D(),
 			MaxTags:   cfg.Ingest.MaxTags,
 			MaxFields: cfg.Ingest.MaxFields,
@@ -191,11 +199,14 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	storeIn, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{
+	// The store holds points in its head for up to MaxHold before they are
+	// written: it acknowledges CS_SERIES only then, and its AckWait keeps
+	// JetStream from redelivering what is merely waiting in the head.
+	storeIn, err := ingest.New(b.JetStream(), ingest.DeferredPoints(st), ingest.Config{
 		Stream:     bus.StreamSeries,
 		Durable:    "store",
 		Batch:      cfg.Ingest.Batch,
-		AckWait:    cfg.Ingest.AckWait.D(),
+		AckWait:    max(cfg.Ingest.AckWait.D(), sopts.AckWait()),
 		RetryDelay: cfg.Ingest.RetryDelay.D(),
 	}, c.log)
 	if err != nil {
@@ -211,12 +222,12 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	apiOpts := api.Options{
 		Store:       st,
 		Ready:       b.Ready,
-		Metrics:     []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics(), c.enrichSet, b.Metrics()},
+		Metrics:     []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics(), st.Metrics(), c.enrichSet, b.Metrics()},
 		Credentials: creds,
 		Bus:         b,
 		Write: api.WriteLimits{
 			MaxBody:   int64(cfg.HTTP.MaxBody),
-			MaxPast:   cfg.Ingest.MaxPast.D(),
+			MaxPast:   cfg.MaxPast(),
 			MaxFuture: cfg.Ingest.MaxFuture.D(),
 			MaxTags:   cfg.Ingest.MaxTags,
 			MaxFields: cfg.Ingest.MaxFields,
@@ -234,8 +245,24 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	ingestCtx, stopIngest := context.WithCancel(context.Background())
 	defer stopIngest()
 	ingestDone := make(chan error, 2)
-	go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+	// CS_SERIES keeps a message only while a consumer has yet to
+	// acknowledge it: the store's consumer must exist before the first
+	// enriched batch is published, or that batch would be kept for no one.
 	go func() { ingestDone <- storeIn.Run(ingestCtx) }()
+	ingestRunning := 1
+	select {
+	case <-storeIn.ConsumerReady():
+		go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+		ingestRunning++
+	case err := <-ingestDone:
+		stopIngest()
+		ln.Close()
+		return fmt.Errorf("ingest stopped: %w", orUnexpected(err))
+	case <-ctx.Done():
+		stopIngest()
+		ln.Close()
+		return <-ingestDone
+	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -245,7 +272,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		"data_dir", cfg.Node.DataDir, "dev_mode", b.DevMode())
 
 	var runErr error
-	ingestRunning, httpStopped := 2, false
+	httpStopped := false
 	select {
 	case <-ctx.Done():
 		c.log.Info("collector stopping")

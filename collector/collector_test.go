@@ -28,6 +28,8 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Node.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.NATS.Listen = "127.0.0.1:0"
+	// The tests write fixed dates in 2025; keep them.
+	cfg.Store.Retention = config.Retention{}
 	return cfg
 }
 
@@ -89,7 +91,7 @@ func TestCollector_Run_endToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := `{"series":[{"measurement":"air","field":"pm25","tags":{"district":"d03","station":"s0042"},"points":[[1735689600,12.3]]}],"partial":false}` + "\n"
+	want := `{"series":[{"measurement":"air","field":"pm25","tags":{"district":"d03","station":"s0042"},"points":[[1735689600,12.3]]}],"partial":false,"resolution":"raw"}` + "\n"
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if _, body = get(t, base+"/api/v1/series?station=s0042&field=pm25&from=1735689600&to=1735689600"); body == want {

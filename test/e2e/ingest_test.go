@@ -223,18 +223,19 @@ func TestIngest_AgentEnrollment(t *testing.T) {
 	seed, _ := stranger.Seed()
 	unknown := writeFile(t, "unknown.creds", "-----BEGIN USER NKEY SEED-----\n"+string(seed)+"\n------END USER NKEY SEED------\n")
 
-	// Each agent simulates the same stations in its own year, so whatever
-	// is stored tells whose it was.
+	// Each agent simulates the same stations on its own day (within the
+	// default raw retention), so whatever is stored tells whose it was.
 	type agentRun struct {
 		id, creds string
-		year      int
+		day       time.Time
 		delivers  bool
 	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
 	runs := []agentRun{
-		{"gw-a", credsA, 2021, true},
-		{"gw-b", credsA, 2022, false},  // gw-a's key publishing to cs.raw.gw-b
-		{"gw-c", garbage, 2023, false}, // not a creds file at all
-		{"gw-d", unknown, 2024, false}, // a key the collector never enrolled
+		{"gw-a", credsA, today.AddDate(0, 0, -10), true},
+		{"gw-b", credsA, today.AddDate(0, 0, -11), false},  // gw-a's key publishing to cs.raw.gw-b
+		{"gw-c", garbage, today.AddDate(0, 0, -12), false}, // not a creds file at all
+		{"gw-d", unknown, today.AddDate(0, 0, -13), false}, // a key the collector never enrolled
 	}
 	const stations, ticks = 3, 6
 	agents := map[string]*proc{}
@@ -248,7 +249,7 @@ inputs:
     stations: %d
     seed: 7
     interval: 10s
-    start: %d-01-01T00:00:00Z
+    start: %s
     ticks: %d
     realtime: false
 outputs:
@@ -256,7 +257,7 @@ outputs:
     url: nats://%s
     creds: %s
     timeout: 2s
-`, r.id, stations, r.year, ticks, natsC, r.creds))
+`, r.id, stations, r.day.Format(time.RFC3339), ticks, natsC, r.creds))
 		httpAgents[r.id] = freeAddr(t)
 		agents[r.id] = start(t, "citysense-agent", "run", "-c", cfg, "--id", r.id,
 			"--data-dir", t.TempDir(), "--http", httpAgents[r.id], "--log-format", "json")
@@ -264,12 +265,11 @@ outputs:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	yearRange := func(y int) (int64, int64) {
-		from := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-		return from, from + ticks*10
+	dayRange := func(d time.Time) (int64, int64) {
+		return d.Unix(), d.Unix() + ticks*10
 	}
 	// gw-a delivers every point, exactly.
-	params := sim.Params{Stations: stations, Seed: 7, Interval: 10 * time.Second, Start: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}
+	params := sim.Params{Stations: stations, Seed: 7, Interval: 10 * time.Second, Start: runs[0].day}
 	var want [][2]float64
 	for tick := range ticks {
 		for _, p := range sim.Generate(params, tick) {
@@ -279,7 +279,7 @@ outputs:
 			}
 		}
 	}
-	from, to := yearRange(2021)
+	from, to := dayRange(runs[0].day)
 	var got [][2]float64
 	waitFor(t, "gw-a's points in the store", 60*time.Second, func() (bool, error) {
 		var err error
@@ -299,7 +299,7 @@ outputs:
 	// gw-b kept trying for a while; nothing of its, gw-c's or gw-d's landed.
 	time.Sleep(2 * time.Second)
 	for _, r := range runs[1:] {
-		from, to := yearRange(r.year)
+		from, to := dayRange(r.day)
 		for _, st := range []string{"s0001", "s0002", "s0003"} {
 			if pts, err := series(ctx, httpC, st, "pm25", from, to); err != nil || len(pts) != 0 {
 				t.Errorf("%s (refused) got %d points of %s stored (%v)", r.id, len(pts), st, err)

@@ -41,7 +41,8 @@ func TestSkeleton_SimToAPI(t *testing.T) {
 		ticks    = 60
 		seed     = 42
 	)
-	startT := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Yesterday: inside the default raw retention (90 days).
+	startT := time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1)
 	params := sim.Params{Stations: stations, Seed: seed, Interval: 10 * time.Second, Start: startT}
 
 	httpC, natsC, httpA := freeAddr(t), freeAddr(t), freeAddr(t)

@@ -1,13 +1,11 @@
 package api
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/citysense/citysense/collector/internal/portal"
+	"github.com/citysense/citysense/collector/internal/query"
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/protocols"
@@ -27,9 +26,10 @@ const DefaultMaxPoints = 1_000_000
 // field or time is longer.
 const maxParamLen = 256
 
-// Store is the data the API serves.
+// Store is the data the API serves: the stations seen in the data, and
+// what the query engine reads.
 type Store interface {
-	Select(sel store.Selector, from, to int64) ([]store.Series, error)
+	query.Source
 	Stations() ([]store.Station, error)
 }
 
@@ -44,6 +44,9 @@ type Options struct {
 	Metrics []*metrics.Set
 	// MaxPoints bounds a series answer; zero means DefaultMaxPoints.
 	MaxPoints int
+	// MaxSeries bounds the series one query selects; zero means
+	// query.DefaultMaxSeries.
+	MaxSeries int
 	// Now is the clock for default time ranges and the write endpoints'
 	// timestamp limits; nil means time.Now.
 	Now func() time.Time
@@ -69,6 +72,8 @@ type API struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 	set  *metrics.Set
+
+	query *query.Engine
 
 	writeSlots        chan struct{} // one per write request being processed
 	writePoints       *metrics.Counter
@@ -99,6 +104,7 @@ func New(opts Options, log *slog.Logger) *API {
 	}
 	set := metrics.NewSet()
 	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: set,
+		query:             &query.Engine{Source: opts.Store, MaxPoints: opts.MaxPoints, MaxSeries: opts.MaxSeries, Now: opts.Now},
 		writeSlots:        make(chan struct{}, maxConcurrentWrites),
 		writePoints:       set.NewCounter("citysense_api_write_points_total"),
 		writeRejected:     set.NewCounter("citysense_api_write_rejected_lines_total"),
@@ -133,6 +139,7 @@ func New(opts Options, log *slog.Logger) *API {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	a.mux.HandleFunc("GET /api/v1/series", a.series)
+	a.mux.HandleFunc("GET /api/v1/latest", a.latest)
 	a.mux.HandleFunc("GET /api/v1/stations", a.stations)
 	a.mux.HandleFunc("GET /api/v1/schema", a.schema)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -226,162 +233,6 @@ func (a *API) metrics(w http.ResponseWriter, r *http.Request) {
 		s.WritePrometheus(w)
 	}
 	metrics.WriteProcessMetrics(w)
-}
-
-// seriesParams are the query parameters /api/v1/series understands.
-var seriesParams = map[string]bool{
-	"measurement": true, "field": true, "station": true, "district": true,
-	"from": true, "to": true, "time_format": true, "format": true,
-}
-
-// notYet are parameters of the full contract that the skeleton does not
-// implement; answering raw points to a request for hourly means would be
-// wrong in a way the client might not notice, so they are refused.
-var notYet = []string{"step", "agg", "group_by"}
-
-func (a *API) series(w http.ResponseWriter, r *http.Request) {
-	// ParseQuery, unlike URL.Query, reports malformed input (bad escapes,
-	// semicolons) instead of silently dropping pairs.
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed query string")
-		return
-	}
-	for _, name := range notYet {
-		if q.Has(name) {
-			writeError(w, http.StatusBadRequest, name+" is not supported yet; leave it out for raw points")
-			return
-		}
-	}
-	p := map[string]string{}
-	for name, vals := range q {
-		if !seriesParams[name] {
-			continue // unknown parameters (cache busters) are ignored
-		}
-		if len(vals) > 1 {
-			writeError(w, http.StatusBadRequest, name+" given more than once")
-			return
-		}
-		if len(vals[0]) > maxParamLen {
-			writeError(w, http.StatusBadRequest, name+" is longer than "+strconv.Itoa(maxParamLen)+" bytes")
-			return
-		}
-		p[name] = vals[0]
-	}
-	if p["field"] == "" {
-		writeError(w, http.StatusBadRequest, "field is required, e.g. field=pm25")
-		return
-	}
-	if f := p["format"]; f != "" && f != "json" {
-		writeError(w, http.StatusBadRequest, "format "+strconv.Quote(f)+" is not supported yet; only json")
-		return
-	}
-	rfc3339 := false
-	switch p["time_format"] {
-	case "", "unix":
-	case "rfc3339":
-		rfc3339 = true
-	default:
-		writeError(w, http.StatusBadRequest, "time_format must be unix or rfc3339")
-		return
-	}
-	now := a.opts.Now()
-	from, to := now.Add(-24*time.Hour).UnixNano(), now.Add(time.Hour).UnixNano()
-	if s, ok := p["from"]; ok {
-		if from, err = parseTime(s); err != nil {
-			writeError(w, http.StatusBadRequest, "from: "+err.Error())
-			return
-		}
-	}
-	if s, ok := p["to"]; ok {
-		if to, err = parseTime(s); err != nil {
-			writeError(w, http.StatusBadRequest, "to: "+err.Error())
-			return
-		}
-	}
-	if from > to {
-		writeError(w, http.StatusBadRequest, "from is after to")
-		return
-	}
-	sel := store.Selector{Measurement: p["measurement"], Field: p["field"], MaxPoints: a.opts.MaxPoints}
-	for _, tag := range []string{"station", "district"} {
-		if v, ok := p[tag]; ok {
-			if sel.Tags == nil {
-				sel.Tags = map[string]string{}
-			}
-			sel.Tags[tag] = v
-		}
-	}
-	series, err := a.opts.Store.Select(sel, from, to)
-	var amb *store.AmbiguousFieldError
-	switch {
-	case errors.As(err, &amb):
-		writeError(w, http.StatusBadRequest, amb.Error())
-		return
-	case errors.Is(err, store.ErrTooManyPoints):
-		writeError(w, http.StatusUnprocessableEntity, "the answer would hold more than "+strconv.Itoa(a.opts.MaxPoints)+
-			" points; narrow from/to or select a station")
-		return
-	case err != nil:
-		a.log.Error("api: select", "err", err, "query", r.URL.RawQuery)
-		writeError(w, http.StatusInternalServerError, "internal error")
-		return
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age=10")
-	// Encoded by hand and streamed: an answer may hold a million points,
-	// and encoding/json would build all of it in memory as interface
-	// values first.
-	bw := bufio.NewWriterSize(w, 64<<10)
-	buf := make([]byte, 0, 256)
-	buf = append(buf, `{"series":[`...)
-	for i, s := range series {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, `{"measurement":`...)
-		buf = appendString(buf, s.Measurement)
-		buf = append(buf, `,"field":`...)
-		buf = appendString(buf, s.Field)
-		buf = append(buf, `,"tags":{`...)
-		for j, t := range s.Tags {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendString(buf, t.Key)
-			buf = append(buf, ':')
-			buf = appendString(buf, t.Value)
-		}
-		buf = append(buf, `},"points":[`...)
-		for j, smp := range s.Samples {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '[')
-			if rfc3339 {
-				buf = append(buf, '"')
-				buf = time.Unix(0, smp.Time).UTC().AppendFormat(buf, time.RFC3339Nano)
-				buf = append(buf, '"')
-			} else {
-				buf = appendUnixSeconds(buf, smp.Time)
-			}
-			buf = append(buf, ',')
-			buf = appendValue(buf, smp.Value)
-			buf = append(buf, ']')
-			if len(buf) > 32<<10 {
-				bw.Write(buf)
-				buf = buf[:0]
-			}
-		}
-		buf = append(buf, "]}"...)
-	}
-	buf = append(buf, "],\"partial\":false}\n"...)
-	bw.Write(buf)
-	if err := bw.Flush(); err != nil {
-		a.log.Debug("api: client went away", "err", err)
-	}
 }
 
 // parseTime reads RFC 3339 or integer Unix seconds into ns.

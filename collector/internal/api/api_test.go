@@ -79,26 +79,26 @@ func TestAPI_series(t *testing.T) {
 		body   string
 	}{
 		{"one station", "/api/v1/series?station=s0001&field=pm25", 200,
-			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,12.3],[1735729210,13],[1735729220.5,0.1]]}],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,12.3],[1735729210,13],[1735729220.5,0.1]]}],"partial":false,"resolution":"raw"}`},
 		{"every station in the default range", "/api/v1/series?field=pm25", 200,
 			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,12.3],[1735729210,13],[1735729220.5,0.1]]},` +
-				`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false}`},
+				`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false,"resolution":"raw"}`},
 		{"district and measurement", "/api/v1/series?measurement=air&district=d02&field=pm25", 200,
-			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false,"resolution":"raw"}`},
 		{"explicit range reaches old data, unix bounds inclusive", "/api/v1/series?field=pm25&station=s0002&from=1735560000&to=1735729200", 200,
-			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735560000,99],[1735729200,7.25]]}],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735560000,99],[1735729200,7.25]]}],"partial":false,"resolution":"raw"}`},
 		{"rfc3339 in and out", "/api/v1/series?field=pm25&station=s0001&from=2025-01-01T11:00:05Z&to=2025-01-01T11:00:30%2B00:00&time_format=rfc3339", 200,
-			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[["2025-01-01T11:00:10Z",13],["2025-01-01T11:00:20.5Z",0.1]]}],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[["2025-01-01T11:00:10Z",13],["2025-01-01T11:00:20.5Z",0.1]]}],"partial":false,"resolution":"raw"}`},
 		{"tiny float like encoding/json", "/api/v1/series?field=no2", 200,
-			`{"series":[{"measurement":"air","field":"no2",` + s1 + `,"points":[[1735729200,1e-7]]}],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"no2",` + s1 + `,"points":[[1735729200,1e-7]]}],"partial":false,"resolution":"raw"}`},
 		{"int values", "/api/v1/series?measurement=traffic&field=count", 200,
-			`{"series":[{"measurement":"traffic","field":"count",` + s1 + `,"points":[[1735729200,42]]}],"partial":false}`},
+			`{"series":[{"measurement":"traffic","field":"count",` + s1 + `,"points":[[1735729200,42]]}],"partial":false,"resolution":"raw"}`},
 		{"uint values", "/api/v1/series?measurement=counter&field=count", 200,
-			`{"series":[{"measurement":"counter","field":"count",` + s2 + `,"points":[[1735729200,7]]}],"partial":false}`},
-		{"nothing matches", "/api/v1/series?field=pm25&station=s9999", 200, `{"series":[],"partial":false}`},
+			`{"series":[{"measurement":"counter","field":"count",` + s2 + `,"points":[[1735729200,7]]}],"partial":false,"resolution":"raw"}`},
+		{"nothing matches", "/api/v1/series?field=pm25&station=s9999", 200, `{"series":[],"partial":false,"resolution":"raw"}`},
 		{"unknown parameters are ignored", "/api/v1/series?field=pm25&station=s0002&_=123", 200,
-			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false}`},
-		{"hostile station value is only data", "/api/v1/series?field=pm25&station=%3Cscript%3E%00%22", 200, `{"series":[],"partial":false}`},
+			`{"series":[{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false,"resolution":"raw"}`},
+		{"hostile station value is only data", "/api/v1/series?field=pm25&station=%3Cscript%3E%00%22", 200, `{"series":[],"partial":false,"resolution":"raw"}`},
 
 		{"missing field", "/api/v1/series?station=s0001", 400, `{"error":"field is required, e.g. field=pm25"}`},
 		{"empty field", "/api/v1/series?field=", 400, `{"error":"field is required, e.g. field=pm25"}`},
@@ -115,8 +115,30 @@ func TestAPI_series(t *testing.T) {
 		{"bad percent escape", "/api/v1/series?field=%zz", 400, `{"error":"malformed query string"}`},
 		{"overlong value", "/api/v1/series?field=" + strings.Repeat("a", 300), 400, `{"error":"field is longer than 256 bytes"}`},
 		{"bad time_format", "/api/v1/series?field=pm25&time_format=iso", 400, `{"error":"time_format must be unix or rfc3339"}`},
-		{"step not yet", "/api/v1/series?field=pm25&step=1h", 400, `{"error":"step is not supported yet; leave it out for raw points"}`},
-		{"csv not yet", "/api/v1/series?field=pm25&format=csv", 400, `{"error":"format \"csv\" is not supported yet; only json"}`},
+		{"hourly mean from the 1h rollups", "/api/v1/series?field=pm25&step=1h", 200,
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,8.466666666666667]]},` +
+				`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false,"resolution":"1h"}`},
+		{"daily max per district", "/api/v1/series?field=pm25&step=1d&agg=max&group_by=district&from=1735560000", 200,
+			`{"series":[{"measurement":"air","field":"pm25","tags":{"district":"d01"},"points":[[1735689600,13]]},` +
+				`{"measurement":"air","field":"pm25","tags":{"district":"d02"},"points":[[1735516800,99],[1735689600,7.25]]}],"partial":false,"resolution":"1h"}`},
+		{"count per minute from the 1m rollups", "/api/v1/series?field=pm25&station=s0001&step=1m&agg=count", 200,
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,3]]}],"partial":false,"resolution":"1m"}`},
+		{"median of 10 s buckets from raw points", "/api/v1/series?field=pm25&station=s0001&step=10s&agg=p50", 200,
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,12.3],[1735729210,13],[1735729220,0.1]]}],"partial":false,"resolution":"raw"}`},
+		{"station list", "/api/v1/series?field=pm25&station=s0002,s0001&step=1h&agg=last", 200,
+			`{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[1735729200,0.1]]},` +
+				`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[1735729200,7.25]]}],"partial":false,"resolution":"1h"}`},
+		{"station list items are literals, not patterns", "/api/v1/series?field=pm25&station=s.*,s000.", 200, `{"series":[],"partial":false,"resolution":"raw"}`},
+		{"empty list item", "/api/v1/series?field=pm25&station=s0001,", 400, `{"error":"station: empty value in \"s0001,\""}`},
+		{"agg without step", "/api/v1/series?field=pm25&agg=max", 400, `{"error":"agg needs a step, e.g. step=1h"}`},
+		{"group_by without step", "/api/v1/series?field=pm25&group_by=district", 400, `{"error":"group_by needs a step, e.g. step=1d"}`},
+		{"unknown agg", "/api/v1/series?field=pm25&step=1h&agg=avg", 400, `{"error":"agg \"avg\": want one of mean, min, max, sum, count, first, last, p50, p95"}`},
+		{"bad step", "/api/v1/series?field=pm25&step=hourly", 400, `{"error":"step: \"hourly\" is not a duration such as 1m, 1h or 1d"}`},
+		{"negative step", "/api/v1/series?field=pm25&step=-1h", 400, `{"error":"step: \"-1h\" is not a duration such as 1m, 1h or 1d"}`},
+		{"tiny step over a long range", "/api/v1/series?field=pm25&step=1ms&from=0", 422,
+			`{"error":"the answer would hold up to 3471472800002 points (1735736400001 buckets × 2 series), more than 1000000; narrow from/to, raise step or select fewer series"}`},
+		{"too many group_by tags", "/api/v1/series?field=pm25&step=1h&group_by=a,b,c,d,e", 400, `{"error":"group_by: at most 4 tags"}`},
+		{"unknown format", "/api/v1/series?field=pm25&format=xml", 400, `{"error":"format must be json or csv"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,9 +159,77 @@ func TestAPI_series_pointLimit(t *testing.T) {
 		t.Errorf("exactly at the limit: %d %s", rec.Code, rec.Body)
 	}
 	rec := do(a, "GET", "/api/v1/series?field=pm25")
-	want := `{"error":"the answer would hold more than 3 points; narrow from/to or select a station"}` + "\n"
+	want := `{"error":"the answer would hold more than 3 points; narrow from/to, give a step or select fewer series"}` + "\n"
 	if rec.Code != http.StatusUnprocessableEntity || rec.Body.String() != want {
 		t.Errorf("over the limit: %d %s, want 422 %s", rec.Code, rec.Body, want)
+	}
+}
+
+func TestAPI_series_csv(t *testing.T) {
+	a := newTestAPI(t, Options{})
+	rec := do(a, "GET", "/api/v1/series?field=pm25&from=1735560000")
+	if rec.Code != 200 {
+		t.Fatalf("json: %d %s", rec.Code, rec.Body)
+	}
+	rec = do(a, "GET", "/api/v1/series?field=pm25&from=1735560000&format=csv")
+	want := "time,measurement,field,district,station,value\r\n" +
+		"2025-01-01T11:00:00Z,air,pm25,d01,s0001,12.3\r\n" +
+		"2025-01-01T11:00:10Z,air,pm25,d01,s0001,13\r\n" +
+		"2025-01-01T11:00:20.5Z,air,pm25,d01,s0001,0.1\r\n" +
+		"2024-12-30T12:00:00Z,air,pm25,d02,s0002,99\r\n" +
+		"2025-01-01T11:00:00Z,air,pm25,d02,s0002,7.25\r\n"
+	if rec.Code != 200 || rec.Body.String() != want {
+		t.Errorf("csv: %d\n%q\nwant\n%q", rec.Code, rec.Body, want)
+	}
+	h := rec.Header()
+	if h.Get("Content-Type") != "text/csv; charset=utf-8" || h.Get("Content-Disposition") != `attachment; filename="citysense-pm25.csv"` {
+		t.Errorf("headers %v", h)
+	}
+	rec = do(a, "GET", "/api/v1/series?field=pm25&step=1d&agg=max&group_by=district&from=1735560000&format=csv&time_format=unix")
+	want = "time,measurement,field,district,value\r\n1735689600,air,pm25,d01,13\r\n1735516800,air,pm25,d02,99\r\n1735689600,air,pm25,d02,7.25\r\n"
+	if rec.Body.String() != want || rec.Header().Get("Content-Disposition") != `attachment; filename="citysense-pm25-max-24h.csv"` {
+		t.Errorf("grouped csv %q %v\nwant %q", rec.Body, rec.Header(), want)
+	}
+}
+
+func TestAppendCSVCell(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain": "plain", `a,b`: `"a,b"`, `say "hi"`: `"say ""hi"""`, "two\nlines": "\"two\nlines\"",
+		"=HYPERLINK(1)": "'=HYPERLINK(1)", "-2+3": "'-2+3", "@x": "'@x", "+1,2": `"'+1,2"`, "": "",
+	} {
+		if got := string(appendCSVCell(nil, in)); got != want {
+			t.Errorf("appendCSVCell(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestAPI_latest(t *testing.T) {
+	a := newTestAPI(t, Options{})
+	tests := []struct {
+		name, target string
+		code         int
+		body         string
+	}{
+		{"every station", "/api/v1/latest?field=pm25", 200,
+			`{"latest":[{"measurement":"air","field":"pm25","tags":{"district":"d01","station":"s0001"},"time":1735729220.5,"value":0.1},` +
+				`{"measurement":"air","field":"pm25","tags":{"district":"d02","station":"s0002"},"time":1735729200,"value":7.25}]}`},
+		{"one district, rfc3339", "/api/v1/latest?field=pm25&district=d02&time_format=rfc3339", 200,
+			`{"latest":[{"measurement":"air","field":"pm25","tags":{"district":"d02","station":"s0002"},"time":"2025-01-01T11:00:00Z","value":7.25}]}`},
+		{"at a time in the past", "/api/v1/latest?field=pm25&station=s0002&at=1735560000&window=1d", 200,
+			`{"latest":[{"measurement":"air","field":"pm25","tags":{"district":"d02","station":"s0002"},"time":1735560000,"value":99}]}`},
+		{"window excludes old points", "/api/v1/latest?field=pm25&window=1s", 200, `{"latest":[]}`},
+		{"missing field", "/api/v1/latest", 400, `{"error":"field is required, e.g. field=pm25"}`},
+		{"bad window", "/api/v1/latest?field=pm25&window=forever", 400, `{"error":"window: \"forever\": want a duration from 1s to 366d"}`},
+		{"bad at", "/api/v1/latest?field=pm25&at=now", 400, `{"error":"at: \"now\" is neither RFC 3339 nor Unix seconds"}`},
+		{"ambiguous field", "/api/v1/latest?field=count", 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := do(a, "GET", tt.target)
+			if rec.Code != tt.code || (tt.body != "" && strings.TrimSuffix(rec.Body.String(), "\n") != tt.body) {
+				t.Errorf("GET %s\n got %d %s\nwant %d %s", tt.target, rec.Code, rec.Body.String(), tt.code, tt.body)
+			}
+		})
 	}
 }
 

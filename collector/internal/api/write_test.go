@@ -448,11 +448,11 @@ func TestAPI_write_throughBusIngestStore(t *testing.T) {
 	s1, s2 := `"tags":{"district":"d01","station":"s0001"}`, `"tags":{"district":"d02","station":"s0002"}`
 	want := map[string]string{
 		"measurement=air&field=pm25": `{"series":[{"measurement":"air","field":"pm25",` + s1 + `,"points":[[` + fmt.Sprint(from) + `,12.5]]},` +
-			`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[` + fmt.Sprint(from+1) + `,7.25]]}],"partial":false}`,
-		"measurement=air&field=no2":       `{"series":[{"measurement":"air","field":"no2",` + s1 + `,"points":[[` + fmt.Sprint(from) + `,3]]}],"partial":false}`,
-		"measurement=traffic&field=count": `{"series":[{"measurement":"traffic","field":"count",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,42]]}],"partial":false}`,
-		"measurement=traffic&field=note":  `{"series":[{"measurement":"traffic","field":"note",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,"ok"]]}],"partial":false}`,
-		"measurement=traffic&field=open":  `{"series":[{"measurement":"traffic","field":"open",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,true]]}],"partial":false}`,
+			`{"measurement":"air","field":"pm25",` + s2 + `,"points":[[` + fmt.Sprint(from+1) + `,7.25]]}],"partial":false,"resolution":"raw"}`,
+		"measurement=air&field=no2":       `{"series":[{"measurement":"air","field":"no2",` + s1 + `,"points":[[` + fmt.Sprint(from) + `,3]]}],"partial":false,"resolution":"raw"}`,
+		"measurement=traffic&field=count": `{"series":[{"measurement":"traffic","field":"count",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,42]]}],"partial":false,"resolution":"raw"}`,
+		"measurement=traffic&field=note":  `{"series":[{"measurement":"traffic","field":"note",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,"ok"]]}],"partial":false,"resolution":"raw"}`,
+		"measurement=traffic&field=open":  `{"series":[{"measurement":"traffic","field":"open",` + s1 + `,"points":[[` + fmt.Sprint(to) + `,true]]}],"partial":false,"resolution":"raw"}`,
 	}
 	get := func(q string) string {
 		resp, err := http.Get(srv.URL + "/api/v1/series?" + q + fmt.Sprintf("&from=%d&to=%d", from, to))

@@ -35,10 +35,13 @@ const (
 	StreamQuarantine   = "CS_QUARANTINE"
 	SubjectsQuarantine = "cs.quarantine.>"
 
-	// SeriesMaxAge is how long CS_SERIES keeps enriched points: the window
-	// in which a store rebuilds from the stream alone (a restarted node, a
-	// new partition owner). Older history moves between stores as chunks.
-	SeriesMaxAge = 7 * 24 * time.Hour
+	// SeriesMaxAge bounds how long CS_SERIES keeps an enriched batch that
+	// its consumers have not all acknowledged. The stream is the store's
+	// write-ahead log with interest retention: a batch leaves as soon as
+	// the store has it on disk (at most store.Options.MaxHold plus a
+	// flush), so in steady state the stream holds minutes of data, not
+	// days. The cap only matters when a store stops consuming for a day.
+	SeriesMaxAge = 24 * time.Hour
 
 	// DuplicateWindow is how long CS_RAW remembers a Nats-Msg-Id; an agent
 	// resending a batch within it is acknowledged without storing a copy.
@@ -100,9 +103,9 @@ func RawStreamConfig() jetstream.StreamConfig {
 func SeriesStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamSeries,
-		Description: "decoded, enriched points by partition; replay source for a store owner",
+		Description: "decoded, enriched points by partition; the store's write-ahead log",
 		Subjects:    []string{SubjectSeries},
-		Retention:   jetstream.LimitsPolicy,
+		Retention:   jetstream.InterestPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      SeriesMaxAge,
 		// A raw batch processed twice (the collector stopped between

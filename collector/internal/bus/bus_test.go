@@ -45,7 +45,7 @@ func TestBus_Start_streams(t *testing.T) {
 	}{
 		{StreamRaw, []string{"cs.raw.>"}, jetstream.WorkQueuePolicy, 2 * time.Minute},
 		// The server fills in its default duplicate window for CS_SERIES.
-		{StreamSeries, []string{"cs.series.>"}, jetstream.LimitsPolicy, 2 * time.Minute},
+		{StreamSeries, []string{"cs.series.>"}, jetstream.InterestPolicy, 2 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

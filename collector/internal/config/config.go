@@ -25,6 +25,7 @@ type Config struct {
 	MQTT   MQTT   `yaml:"mqtt"`
 	Log    Log    `yaml:"log"`
 	Ingest Ingest `yaml:"ingest"`
+	Store  Store  `yaml:"store"`
 	// Enrich is the ordered list of enrichment stages, each a mapping
 	// with a type key; the enrich package decodes every block against its
 	// stage, with positions from Doc.
@@ -55,7 +56,7 @@ type Node struct {
 	// as its server name, from which JetStream derives its raft identity,
 	// so it must not change between restarts.
 	Name string `yaml:"name"`
-	// DataDir holds store.db (the time-series store) and jetstream/.
+	// DataDir holds store/ (the time-series store) and jetstream/.
 	DataDir string `yaml:"data_dir"`
 }
 
@@ -138,6 +139,72 @@ type Ingest struct {
 	Partitions int `yaml:"partitions"`
 }
 
+// Store tunes the time-series store.
+type Store struct {
+	// Retention is how long each resolution is kept. Data leaves a whole
+	// partition file at a time (raw: a day, 1m: a week, 1h: four weeks),
+	// so it stays up to that much longer.
+	Retention Retention `yaml:"retention"`
+	// Cache bounds the decompressed blocks that queries share.
+	Cache confx.Size `yaml:"cache"`
+}
+
+// Retention per resolution; "forever" keeps a resolution for good.
+type Retention struct {
+	Raw    Keep `yaml:"raw"`
+	Minute Keep `yaml:"1m"`
+	Hour   Keep `yaml:"1h"`
+}
+
+// Keep is a retention period: a duration such as 90d, or "forever" (zero).
+type Keep time.Duration
+
+// UnmarshalYAML accepts "forever" or a duration with an optional d unit.
+func (k *Keep) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "forever" {
+		*k = 0
+		return nil
+	}
+	v, err := confx.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w, or forever", n.Line, err)
+	}
+	if v <= 0 {
+		return fmt.Errorf("line %d: retention %q: want more than 0, or forever", n.Line, n.Value)
+	}
+	*k = Keep(v)
+	return nil
+}
+
+// D is the period, zero for forever.
+func (k Keep) D() time.Duration { return time.Duration(k) }
+
+// String is "forever" or the period in days (hours when not whole days).
+func (k Keep) String() string {
+	switch d := time.Duration(k); {
+	case d == 0:
+		return "forever"
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	default:
+		return d.String()
+	}
+}
+
+// MaxPast is the oldest timestamp accepted, before the time of arrival:
+// ingest.max_past when set, else as long as raw points are kept (20 years
+// when they are kept forever), so that nothing is acknowledged only to
+// be expired at once.
+func (c *Config) MaxPast() time.Duration {
+	if d := c.Ingest.MaxPast.D(); d > 0 {
+		return d
+	}
+	if d := c.Store.Retention.Raw.D(); d > 0 {
+		return d
+	}
+	return DefaultMaxPast
+}
+
 // Defaults that are not obvious from Default's body.
 const (
 	DefaultMaxBody = confx.Size(32 << 20)
@@ -158,12 +225,15 @@ func Default() Config {
 			Batch:      100,
 			AckWait:    confx.Duration(30 * time.Second),
 			RetryDelay: confx.Duration(5 * time.Second),
-			MaxPast:    confx.Duration(DefaultMaxPast),
 			MaxFuture:  confx.Duration(time.Hour),
 			MaxTags:    64,
 			MaxFields:  256,
 			Partitions: 16,
 		},
+		// Nothing is deleted unless retention is configured: at well under
+		// a byte per point, a year of raw data from a thousand stations
+		// fits in a few GB.
+		Store: Store{Cache: 64 << 20},
 	}
 }
 
@@ -273,8 +343,31 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 	if c.Ingest.RetryDelay.D() <= 0 {
 		add("ingest.retry_delay", "%v: want more than 0", c.Ingest.RetryDelay)
 	}
-	if c.Ingest.MaxPast.D() <= 0 {
+	if c.Ingest.MaxPast.D() < 0 {
 		add("ingest.max_past", "%v: want more than 0", c.Ingest.MaxPast)
+	} else if raw := c.Store.Retention.Raw.D(); raw > 0 && c.Ingest.MaxPast.D() > raw {
+		// Such points would be acknowledged and then expired at once.
+		add("ingest.max_past", "%s is longer than store.retention.raw (%s): points that old would be accepted and dropped; leave max_past out to follow the retention",
+			Keep(c.Ingest.MaxPast), c.Store.Retention.Raw)
+	}
+	r := c.Store.Retention
+	longer := func(a, b Keep) bool { return b != 0 && (a == 0 || a > b) }
+	for _, k := range []struct {
+		key string
+		v   Keep
+	}{{"store.retention.raw", r.Raw}, {"store.retention.1m", r.Minute}, {"store.retention.1h", r.Hour}} {
+		if k.v != 0 && k.v.D() < 24*time.Hour {
+			add(k.key, "%s: want at least 1d (a partition), or forever", k.v)
+		}
+	}
+	if longer(r.Raw, r.Minute) {
+		add("store.retention.raw", "%s is longer than store.retention.1m (%s): 1-minute rollups are made as raw points expire", r.Raw, r.Minute)
+	}
+	if longer(r.Minute, r.Hour) {
+		add("store.retention.1m", "%s is longer than store.retention.1h (%s)", r.Minute, r.Hour)
+	}
+	if c.Store.Cache > 64<<30 {
+		add("store.cache", "%d bytes: want at most 64GiB", int64(c.Store.Cache))
 	}
 	if c.Ingest.MaxFuture.D() < 0 {
 		add("ingest.max_future", "%v: want 0 or more", c.Ingest.MaxFuture)

@@ -57,6 +57,12 @@ ingest:
   max_tags: 8
   max_fields: 16
   partitions: 32
+store:
+  retention:
+    raw: 30d
+    1m: 400d
+    1h: forever
+  cache: 16MiB
 enrich:
   - type: registry
     file: stations.yaml
@@ -73,6 +79,7 @@ enrich:
 		Log:  Log{Level: "debug", Format: "json"},
 		Ingest: Ingest{Batch: 20, AckWait: confx.Duration(time.Minute), RetryDelay: confx.Duration(250 * time.Millisecond),
 			MaxPast: confx.Duration(30 * 24 * time.Hour), MaxFuture: confx.Duration(5 * time.Minute), MaxTags: 8, MaxFields: 16, Partitions: 32},
+		Store: Store{Retention: Retention{Raw: Keep(30 * 24 * time.Hour), Minute: Keep(400 * 24 * time.Hour)}, Cache: 16 << 20},
 	}
 	if len(cfg.Enrich) != 1 || cfg.Enrich[0].Kind != yaml.MappingNode || cfg.Doc() == nil || cfg.Dir() != filepath.Dir(path) {
 		t.Fatalf("enrich blocks %d, doc %v, dir %q", len(cfg.Enrich), cfg.Doc(), cfg.Dir())
@@ -115,7 +122,7 @@ func TestLoad_problems(t *testing.T) {
 		{
 			name: "unknown section",
 			text: "node:\n  name: c1\nclustr: {}\n",
-			want: []string{`FILE:3: clustr: unknown key "clustr" (known: enrich, http, ingest, log, mqtt, nats, node)`},
+			want: []string{`FILE:3: clustr: unknown key "clustr" (known: enrich, http, ingest, log, mqtt, nats, node, store)`},
 		},
 		{
 			name: "bad duration",
@@ -157,11 +164,29 @@ func TestLoad_problems(t *testing.T) {
 				`FILE:4: nats.tls.ca: must be set with nats.tls.verify_clients`,
 				`FILE:5: nats.tls.cert: cannot read "/nonexistent/cert.pem": no such file or directory`,
 				`FILE:8: mqtt.listen: "127.0.0.1:8080" is also http.listen or nats.listen`,
-				`FILE:10: ingest.max_past: 0s: want more than 0`,
 				`FILE:11: ingest.max_future: -1s: want 0 or more`,
 				`FILE:12: ingest.max_tags: -1: want 0 to 10000`,
 				`FILE:13: ingest.max_fields: 0: want 1 to 10000`,
 			},
+		},
+		{
+			name: "retention",
+			text: "store:\n  retention:\n    raw: 12h\n    1m: 30d\n    1h: 7d\n  cache: 100GiB\n",
+			want: []string{
+				`FILE:3: store.retention.raw: 12h0m0s: want at least 1d (a partition), or forever`,
+				`FILE:4: store.retention.1m: 30d is longer than store.retention.1h (7d)`,
+				`FILE:6: store.cache: 107374182400 bytes: want at most 64GiB`,
+			},
+		},
+		{
+			name: "max_past beyond raw retention",
+			text: "ingest:\n  max_past: 100d\nstore:\n  retention:\n    raw: 90d\n",
+			want: []string{`FILE:2: ingest.max_past: 100d is longer than store.retention.raw (90d): points that old would be accepted and dropped; leave max_past out to follow the retention`},
+		},
+		{
+			name: "bad retention value",
+			text: "store:\n  retention:\n    raw: always\n",
+			want: []string{`FILE:3: invalid duration "always" (want e.g. 10s, 5m, 2h, 90d), or forever`},
 		},
 		{
 			name: "same address twice",

@@ -127,6 +127,9 @@ type Ingester struct {
 	badBatches  *metrics.Counter
 	writeErrors *metrics.Counter
 
+	// consumerReady is closed once Run created its durable consumer.
+	consumerReady chan struct{}
+
 	// Used only from Run's goroutine.
 	badLineLog  logLimiter
 	badBatchLog logLimiter
@@ -162,10 +165,16 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 		badLines:    set.NewCounter(`citysense_ingest_bad_lines_total{stream="` + cfg.Stream + `"}`),
 		badBatches:  set.NewCounter(`citysense_ingest_bad_batches_total{stream="` + cfg.Stream + `"}`),
 		writeErrors: set.NewCounter(`citysense_ingest_write_errors_total{stream="` + cfg.Stream + `"}`),
-		badLineLog:  logLimiter{every: 10 * time.Second},
-		badBatchLog: logLimiter{every: 10 * time.Second},
+		badLineLog:    logLimiter{every: 10 * time.Second},
+		badBatchLog:   logLimiter{every: 10 * time.Second},
+		consumerReady: make(chan struct{}),
 	}, nil
 }
+
+// ConsumerReady is closed once Run has created (or found) its durable
+// consumer. On a stream with interest retention, nothing published before
+// that is kept for it, so a stage that feeds such a stream starts after.
+func (in *Ingester) ConsumerReady() <-chan struct{} { return in.consumerReady }
 
 // Metrics is the ingester's metrics set, for /metrics. Every name carries a
 // stream label (CS_RAW, CS_SERIES), one per stage.
@@ -198,6 +207,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("ingest: create consumer %s on %s: %w", in.cfg.Durable, in.cfg.Stream, err)
 	}
+	close(in.consumerReady)
 	if in.deferred != nil {
 		// Messages a previous run took but never acknowledged (it died
 		// with them in the store's head) would come back only after

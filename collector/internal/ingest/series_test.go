@@ -39,9 +39,23 @@ func (h *harness) runStages(t *testing.T, enrich Enricher, partitions int) (*Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := h.runSink(t, sp, Config{Stream: bus.StreamRaw, Durable: "enrich"})
+	// As in the collector: CS_SERIES keeps messages only for existing
+	// consumers, so the store's comes first.
 	series := h.runSink(t, Points(h.store), Config{Stream: bus.StreamSeries, Durable: "store"})
+	<-series.ConsumerReady()
+	raw := h.runSink(t, sp, Config{Stream: bus.StreamRaw, Durable: "enrich"})
 	return sp, raw, series
+}
+
+// holdSeries adds a durable consumer to CS_SERIES that never acknowledges,
+// so that the stream keeps every message it took for inspection.
+func (h *harness) holdSeries(t *testing.T) {
+	t.Helper()
+	_, err := h.bus.JetStream().CreateOrUpdateConsumer(context.Background(), bus.StreamSeries, jetstream.ConsumerConfig{
+		Durable: "hold", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (h *harness) runSink(t *testing.T, s Sink, cfg Config) *Ingester {
@@ -64,6 +78,7 @@ func (h *harness) runSink(t *testing.T, s Sink, cfg Config) *Ingester {
 
 func TestSeriesPublisher_TwoStages_storeEnrichedPointsExactly(t *testing.T) {
 	h := newHarness(t)
+	h.holdSeries(t)
 	_, raw, series := h.runStages(t, tagEnricher{}, 8)
 
 	params := sim.Params{Stations: 40, Seed: 7, Interval: 10 * time.Second, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -124,6 +139,7 @@ func TestSeriesPublisher_TwoStages_storeEnrichedPointsExactly(t *testing.T) {
 
 func TestSeriesPublisher_Write_replayIsDeduplicated(t *testing.T) {
 	h := newHarness(t)
+	h.holdSeries(t)
 	sp, err := NewSeriesPublisher(h.bus.JetStream(), nil, SeriesConfig{SubjectPrefix: "cs.series.", Partitions: 4}, nil)
 	if err != nil {
 		t.Fatal(err)
