@@ -42,7 +42,7 @@ func TestSkeleton_SimToAPI(t *testing.T) {
 		seed     = 42
 	)
 	// Yesterday: inside the default raw retention (90 days).
-	startT := time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1)
+	startT := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
 	params := sim.Params{Stations: stations, Seed: seed, Interval: 10 * time.Second, Start: startT}
 
 	httpC, natsC, httpA := freeAddr(t), freeAddr(t), freeAddr(t)
