@@ -1,7 +1,6 @@
 package buffer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -215,6 +214,10 @@ type Buffer struct {
 	readOnly          bool
 	zenc              *zstd.Encoder
 	m                 *bufferMetrics
+
+	tcOnce sync.Once // tc is made when a batch is first quarantined
+	tc     *Transcoder
+	tcErr  error
 
 	reqs      chan *request
 	stop      chan struct{} // closed by Close
@@ -474,6 +477,9 @@ func (b *Buffer) Close() error {
 		if b.zenc != nil {
 			b.zenc.Close()
 		}
+		if b.tc != nil {
+			b.tc.Close()
+		}
 		if !b.readOnly && b.nextSeq < b.reserved {
 			// A clean stop gives the mark back: the next run continues
 			// without a gap in the numbers. After a crash it skips ahead.
@@ -611,49 +617,48 @@ func (b *Buffer) quarantineFile(path string, why error) {
 	b.log.Error("BUFFER SEGMENT UNREADABLE: moved to quarantine, the rest of the buffer is kept", "segment", path, "moved_to", dst, "reason", why)
 }
 
-// compress compresses lp with the buffer's codec.
-func (b *Buffer) compress(lp []byte) []byte {
-	if b.opts.Codec == S2 {
-		return s2.Encode(nil, lp)
-	}
-	return b.zenc.EncodeAll(lp, make([]byte, 0, len(lp)/6))
+// compress compresses data with the buffer's codec.
+func (b *Buffer) compress(data []byte) []byte {
+	return compress(b.zenc, b.opts.Codec, data)
 }
 
-// Decompress returns the line protocol of a stored body.
-func Decompress(dec *zstd.Decoder, codec Codec, body []byte) ([]byte, error) {
-	switch codec {
-	case Zstd:
-		return dec.DecodeAll(body, nil)
-	case S2:
-		return s2.Decode(nil, body)
+func compress(zenc *zstd.Encoder, codec Codec, data []byte) []byte {
+	if codec == S2 {
+		return s2.Encode(nil, data)
 	}
-	return nil, fmt.Errorf("unknown codec %d", codec)
+	return zenc.EncodeAll(data, make([]byte, 0, len(data)/4+64))
 }
 
 // encoders keeps line-protocol encoders with their grown buffers: encoding
 // into a fresh one spends more time growing its slice than encoding.
 var encoders = sync.Pool{New: func() any { return new(protocols.Encoder) }}
 
-// encodeRequest encodes pts as line protocol for one request; invalid
-// points are left out and reported.
+// encodeRequest checks pts for one request: the points line protocol cannot
+// carry are left out and reported, because every stored point must be
+// sendable as line protocol later. The request refers to the caller's
+// points, which stay untouched while Append waits for the commit.
 func encodeRequest(pts []protocols.Point) (*request, *InvalidPointsError) {
-	r := &request{ends: make([]int32, 0, len(pts)), times: make([]int64, 0, len(pts)), done: make(chan error, 1)}
+	r := &request{pts: pts, done: make(chan error, 1)}
 	enc := encoders.Get().(*protocols.Encoder)
 	defer encoders.Put(enc)
-	enc.Reset()
 	var invalid *InvalidPointsError
 	for i := range pts {
+		if i%256 == 0 {
+			enc.Reset() // only the verdict is needed, not the lines
+		}
 		if err := enc.Encode(&pts[i]); err != nil {
 			if invalid == nil {
 				invalid = &InvalidPointsError{First: fmt.Errorf("point %d: %w", i, err)}
+				r.pts = slices.Clone(pts[:i])
 			}
 			invalid.Dropped++
 			continue
 		}
-		r.ends = append(r.ends, int32(len(enc.Bytes())))
-		r.times = append(r.times, pts[i].Time)
+		if invalid != nil {
+			r.pts = append(r.pts, pts[i])
+		}
 	}
-	r.lp = bytes.Clone(enc.Bytes())
+	enc.Reset()
 	return r, invalid
 }
 
@@ -668,7 +673,7 @@ func (b *Buffer) Append(ctx context.Context, pts []protocols.Point) error {
 		return err
 	}
 	r, invalid := encodeRequest(pts)
-	if len(r.ends) > 0 {
+	if len(r.pts) > 0 {
 		if err := b.submit(ctx, r); err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/citysense/citysense/protocols"
 )
 
 // A request is one Append on its way to a commit.
@@ -23,21 +25,15 @@ const (
 )
 
 type request struct {
-	lp    []byte  // the points as line protocol
-	ends  []int32 // end of each point's line in lp
-	times []int64 // each point's time
+	pts   []protocols.Point // valid points, the caller's: read only until answered
 	state atomic.Int32
 	done  chan error // buffered; answered once
 }
 
-func (r *request) points() int { return len(r.ends) }
+func (r *request) points() int { return len(r.pts) }
 
 // take claims r for a commit; it fails if the caller gave up.
 func (r *request) take() bool { return r.state.CompareAndSwap(reqWaiting, reqTaken) }
-
-// maxGroupBytes bounds the line protocol gathered for one commit, so that a
-// burst cannot make the committer hold unbounded memory.
-const maxGroupBytes = 8 << 20
 
 // commitLoop is the only writer of batches. It gathers requests for one
 // commit until FlushInterval has passed since the previous commit began or
@@ -51,7 +47,6 @@ func (b *Buffer) commitLoop() {
 	var (
 		group   []*request
 		points  int
-		size    int
 		last    time.Time
 		stopped bool
 	)
@@ -60,7 +55,6 @@ func (b *Buffer) commitLoop() {
 	add := func(r *request) {
 		group = append(group, r)
 		points += r.points()
-		size += len(r.lp)
 	}
 	for {
 		if len(group) == 0 {
@@ -77,7 +71,7 @@ func (b *Buffer) commitLoop() {
 		}
 		wait := time.Until(last.Add(b.opts.FlushInterval))
 	gather:
-		for points < b.opts.FlushPoints && size < maxGroupBytes {
+		for points < b.opts.FlushPoints {
 			if wait <= 0 || stopped {
 				select {
 				case r := <-b.reqs:
@@ -101,13 +95,13 @@ func (b *Buffer) commitLoop() {
 		last = time.Now()
 		b.commit(group)
 		clear(group)
-		group, points, size = group[:0], 0, 0
+		group, points = group[:0], 0
 	}
 }
 
 // newBatch is a batch being built by a commit.
 type newBatch struct {
-	lp      []byte
+	spans   [][]protocols.Point // the requests' points it takes, in order
 	body    []byte
 	points  int
 	minTime int64
@@ -136,7 +130,7 @@ func (b *Buffer) commit(group []*request) {
 		}
 	}
 	batches := b.buildBatches(live)
-	b.compressAll(batches)
+	b.encodeAll(batches)
 	est := estimateSize(batches)
 	b.mu.Lock()
 	policy := b.opts.Policy
@@ -175,7 +169,7 @@ func (b *Buffer) commit(group []*request) {
 		index.FillPercent, bodies.FillPercent = 1, 1
 		for i, nb := range batches {
 			headers[i] = header{
-				codec: b.opts.Codec, crc: crc32.Checksum(nb.body, castagnoli),
+				codec: b.opts.Codec, format: Columnar, crc: crc32.Checksum(nb.body, castagnoli),
 				points: nb.points, bodyLen: len(nb.body),
 				appended: now, minTime: nb.minTime, maxTime: nb.maxTime,
 			}
@@ -233,14 +227,13 @@ func (b *Buffer) commit(group []*request) {
 	answer(nil)
 }
 
-// buildBatches cuts the requests' lines into batches of at most
+// buildBatches cuts the requests' points into batches of at most
 // BatchPoints points. Small Appends (an MQTT message is often one point)
 // share batches, which is what makes compression worth it.
 func (b *Buffer) buildBatches(reqs []*request) []*newBatch {
-	total, bytes := 0, 0
+	total := 0
 	for _, r := range reqs {
 		total += r.points()
-		bytes += len(r.lp)
 	}
 	per := b.opts.BatchPoints
 	out := make([]*newBatch, 0, (total+per-1)/per)
@@ -248,33 +241,35 @@ func (b *Buffer) buildBatches(reqs []*request) []*newBatch {
 	for _, r := range reqs {
 		for i := 0; i < r.points(); {
 			if cur == nil || cur.points == per {
-				room := min(per, total)
-				cur = &newBatch{lp: make([]byte, 0, bytes/max(total, 1)*room+64), minTime: r.times[i], maxTime: r.times[i]}
+				cur = &newBatch{minTime: r.pts[i].Time, maxTime: r.pts[i].Time}
 				out = append(out, cur)
 			}
 			j := min(i+per-cur.points, r.points())
-			from := 0
-			if i > 0 {
-				from = int(r.ends[i-1])
-			}
-			cur.lp = append(cur.lp, r.lp[from:r.ends[j-1]]...)
-			for _, t := range r.times[i:j] {
+			cur.spans = append(cur.spans, r.pts[i:j])
+			for k := i; k < j; k++ {
+				t := r.pts[k].Time
 				cur.minTime = min(cur.minTime, t)
 				cur.maxTime = max(cur.maxTime, t)
 			}
 			cur.points += j - i
-			total -= j - i
 			i = j
 		}
 	}
 	return out
 }
 
-// compressAll compresses the batches, in parallel when there are several:
-// compression is most of an Append's cost.
-func (b *Buffer) compressAll(batches []*newBatch) {
+// encodeAll encodes and compresses the batches, in parallel when there are
+// several.
+func (b *Buffer) encodeAll(batches []*newBatch) {
+	encode := func(nb *newBatch) {
+		scratch := colScratch.Get().(*[]byte)
+		*scratch = encodeColumnar((*scratch)[:0], nb.spans)
+		nb.body = b.compress(*scratch)
+		nb.spans = nil
+		colScratch.Put(scratch)
+	}
 	if len(batches) == 1 {
-		batches[0].body = b.compress(batches[0].lp)
+		encode(batches[0])
 		return
 	}
 	var wg sync.WaitGroup
@@ -282,12 +277,16 @@ func (b *Buffer) compressAll(batches []*newBatch) {
 	for _, nb := range batches {
 		sem <- struct{}{}
 		wg.Go(func() {
-			nb.body = b.compress(nb.lp)
+			encode(nb)
 			<-sem
 		})
 	}
 	wg.Wait()
 }
+
+// colScratch holds the uncompressed columnar form of a batch while it is
+// compressed.
+var colScratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // estimateSize guesses how much the batches grow the file: bodies larger
 // than a quarter page get pages of their own (rounded up), small ones share
@@ -330,13 +329,13 @@ func (b *Buffer) waitForRoom(group []*request) []*request {
 	if maxBytes <= 0 || policy == DropOldest {
 		return group
 	}
-	// The compressed size is not known yet: guess from the line protocol
-	// with a pessimistic ratio; a wrong guess costs a little slack.
-	lp := 0
+	// The compressed size is not known yet: guess pessimistically; a
+	// wrong guess costs a little slack.
+	pts := 0
 	for _, r := range group {
-		lp += len(r.lp)
+		pts += r.points()
 	}
-	est := int64(lp/4) + 8192
+	est := int64(pts)*8 + 8192
 	if b.fits(est) {
 		return group
 	}

@@ -17,8 +17,9 @@ import (
 type Batch struct {
 	Seq      uint64 // unique and increasing, never reused: the deduplication id
 	Points   int
-	Codec    Codec  // compression of Body, also its Content-Encoding
-	Body     []byte // compressed line protocol, nanosecond precision
+	Codec    Codec  // compression of Body; the uplink sends with it too
+	Format   Format // layout of Body before compression
+	Body     []byte // as stored: see Transcoder for line protocol
 	Appended time.Time
 	MinTime  int64 // oldest point, unix ns
 	MaxTime  int64 // newest point
@@ -82,7 +83,7 @@ func (b *Buffer) Read(output string, from, to uint64, maxBatches, maxBytes int) 
 					continue
 				}
 				out = append(out, Batch{
-					Seq: seq, Points: h.points, Codec: h.codec,
+					Seq: seq, Points: h.points, Codec: h.codec, Format: h.format,
 					Body:     body,
 					Appended: time.Unix(0, h.appended), MinTime: h.minTime, MaxTime: h.maxTime,
 				})
@@ -134,9 +135,23 @@ func (b *Buffer) quarantineBatches(s *segment, bad []deletedBatch) {
 
 // Quarantine keeps a batch an output refuses for good (an HTTP 400) in the
 // quarantine directory with the reason, so it can be inspected instead of
-// retried forever. The directory is bounded: the oldest files go first.
+// retried forever: as line protocol compressed with its codec, what was
+// sent. The directory is bounded: the oldest files go first.
 func (b *Buffer) Quarantine(output string, bt Batch, reason string) {
-	b.saveQuarantined(fmt.Sprintf("rejected-%s-%d.%s", output, bt.Seq, bt.Codec), bt.Body, reason)
+	body := bt.Body
+	if bt.Format != LineProtocol {
+		b.tcOnce.Do(func() { b.tc, b.tcErr = NewTranscoder() })
+		var err error
+		if b.tcErr == nil {
+			body, err = b.tc.Wire(&bt)
+		}
+		if err = errors.Join(b.tcErr, err); err != nil {
+			// Keep it as stored: `buffer export` of a copy can still read it.
+			body = bt.Body
+			reason += fmt.Sprintf(" (kept in the buffer's %s form: %v)", bt.Format, err)
+		}
+	}
+	b.saveQuarantined(fmt.Sprintf("rejected-%s-%d.%s", output, bt.Seq, bt.Codec), body, reason)
 }
 
 // Quarantine bounds: what an installer needs to see a pattern, no more.
@@ -404,7 +419,7 @@ func (b *Buffer) Oldest(output string) (bt Batch, ok bool) {
 				if err != nil {
 					return err
 				}
-				bt = Batch{Seq: seq, Points: h.points, Codec: h.codec, Appended: time.Unix(0, h.appended), MinTime: h.minTime, MaxTime: h.maxTime}
+				bt = Batch{Seq: seq, Points: h.points, Codec: h.codec, Format: h.format, Appended: time.Unix(0, h.appended), MinTime: h.minTime, MaxTime: h.maxTime}
 				ok = true
 				return nil
 			}

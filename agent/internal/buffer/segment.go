@@ -23,11 +23,12 @@ import (
 // sequence numbers:
 //
 //	meta    version, first, last (the highest number ever stored)
-//	index   seq → codec, crc32c of the body, points, body length, append
-//	        time, oldest and newest point time (small: scanning it on
-//	        start reads a few pages, not the bodies)
-//	batches seq+chunk → compressed line protocol, exactly as the uplink
-//	        sends it, cut into chunks of chunkSize
+//	index   seq → codec and format (low and high half of a byte),
+//	        crc32c of the body, points, body length, append time, oldest
+//	        and newest point time (small: scanning it on start reads a few
+//	        pages, not the bodies)
+//	batches seq+chunk → the compressed body (columnar, or line protocol
+//	        as earlier versions stored it), cut into chunks of chunkSize
 //	acked   one sub-bucket per output id: lo → hi, inclusive ranges of
 //	        numbers that output has delivered
 //
@@ -80,6 +81,7 @@ func parseSegmentName(name string) (uint64, bool) {
 // header is a batch's index entry.
 type header struct {
 	codec    Codec
+	format   Format
 	crc      uint32
 	points   int
 	bodyLen  int
@@ -90,7 +92,7 @@ type header struct {
 
 func (h *header) marshal() []byte {
 	b := make([]byte, 5, 5+6*binary.MaxVarintLen64)
-	b[0] = byte(h.codec)
+	b[0] = byte(h.codec) | byte(h.format)<<4
 	binary.BigEndian.PutUint32(b[1:5], h.crc)
 	b = binary.AppendUvarint(b, uint64(h.points))
 	b = binary.AppendUvarint(b, uint64(h.bodyLen))
@@ -105,7 +107,7 @@ func parseHeader(b []byte) (header, error) {
 	if len(b) < 5 {
 		return h, fmt.Errorf("%w: short index entry", ErrCorrupt)
 	}
-	h.codec, h.crc = Codec(b[0]), binary.BigEndian.Uint32(b[1:5])
+	h.codec, h.format, h.crc = Codec(b[0]&0x0f), Format(b[0]>>4), binary.BigEndian.Uint32(b[1:5])
 	b = b[5:]
 	var vals [5]uint64
 	for i := range vals {
@@ -122,7 +124,7 @@ func parseHeader(b []byte) (header, error) {
 		}
 		b = b[n:]
 	}
-	if !h.codec.valid() || vals[0] == 0 || vals[0] > 1<<31 || vals[1] > 1<<31 {
+	if !h.codec.valid() || !h.format.valid() || vals[0] == 0 || vals[0] > 1<<31 || vals[1] > 1<<31 {
 		return h, fmt.Errorf("%w: implausible index entry", ErrCorrupt)
 	}
 	h.points, h.bodyLen = int(vals[0]), int(vals[1])

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/klauspost/compress/zstd"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -252,11 +251,11 @@ func Inspect(dataDir string, outputs ...string) (*Buffer, []error, error) {
 // Export writes the line protocol of the batches output has not
 // acknowledged (every batch kept, for an empty id) to w, oldest first.
 func (b *Buffer) Export(w io.Writer, output string) (batches, points int, err error) {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	tc, err := NewTranscoder()
 	if err != nil {
 		return 0, 0, err
 	}
-	defer dec.Close()
+	defer tc.Close()
 	from := uint64(0)
 	for {
 		bs, err := b.Read(output, from, ^uint64(0), 64, 8<<20)
@@ -267,7 +266,7 @@ func (b *Buffer) Export(w io.Writer, output string) (batches, points int, err er
 			return batches, points, nil
 		}
 		for _, bt := range bs {
-			lp, err := Decompress(dec, bt.Codec, bt.Body)
+			lp, err := tc.Lines(&bt)
 			if err != nil {
 				return batches, points, fmt.Errorf("batch %d: %w: %w", bt.Seq, ErrCorrupt, err)
 			}

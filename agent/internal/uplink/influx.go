@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/citysense/citysense/agent/internal/buffer"
 )
@@ -53,7 +52,7 @@ type influxSender struct {
 	log    *slog.Logger
 	write  string // the write URL with its query
 	client *http.Client
-	dec    *zstd.Decoder
+	tc     *buffer.Transcoder
 	ctx    context.Context
 	cancel context.CancelFunc
 	conn   atomic.Bool
@@ -111,11 +110,11 @@ func newInflux(cfg Config, log *slog.Logger) (*influxSender, error) {
 }
 
 func (s *influxSender) open(context.Context) error {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxMemory(256<<20))
+	tc, err := buffer.NewTranscoder()
 	if err != nil {
 		return err
 	}
-	s.dec = dec
+	s.tc = tc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return nil
 }
@@ -123,7 +122,7 @@ func (s *influxSender) open(context.Context) error {
 func (s *influxSender) close() {
 	s.cancel()
 	s.client.CloseIdleConnections()
-	s.dec.Close()
+	s.tc.Close()
 }
 
 func (s *influxSender) connected() bool     { return s.conn.Load() }
@@ -148,7 +147,7 @@ func (s *influxSender) send(b buffer.Batch, id string) <-chan result {
 }
 
 func (s *influxSender) post(b buffer.Batch, id string) result {
-	lp, err := buffer.Decompress(s.dec, b.Codec, b.Body)
+	lp, err := s.tc.Lines(&b)
 	if err != nil {
 		// The buffer checked the body's checksum: this batch will never
 		// decode, whatever the server.

@@ -55,6 +55,7 @@ type natsSender struct {
 	pub         publisher
 	isConnected atomic.Pointer[func() bool] // set by open, read by anyone
 	closeConn   func()
+	tc          *buffer.Transcoder
 	conn        atomic.Bool
 	upCh        chan struct{}
 	closed      chan struct{}
@@ -155,10 +156,16 @@ func (s *natsSender) open(ctx context.Context) error {
 		}
 		s.tlsOpt = nats.Secure(tc)
 	}
-	pub, isConnected, closeConn, err := s.dial(ctx)
+	tc, err := buffer.NewTranscoder()
 	if err != nil {
 		return err
 	}
+	pub, isConnected, closeConn, err := s.dial(ctx)
+	if err != nil {
+		tc.Close()
+		return err
+	}
+	s.tc = tc
 	s.pub, s.closeConn = pub, closeConn
 	s.isConnected.Store(&isConnected)
 	if isConnected() {
@@ -252,6 +259,9 @@ func (s *natsSender) close() {
 	if s.closeConn != nil {
 		s.closeConn()
 	}
+	if s.tc != nil {
+		s.tc.Close()
+	}
 	s.conn.Store(false)
 }
 
@@ -266,10 +276,18 @@ func (s *natsSender) send(b buffer.Batch, id string) <-chan result {
 		ch <- result{err: ErrNotConnected}
 		return ch
 	}
+	// The buffer stores columns; the collector takes line protocol.
+	body, err := s.tc.Wire(&b)
+	if err != nil {
+		// The buffer checked the body's checksum: this batch will never
+		// decode, whatever the server.
+		ch <- result{err: fmt.Errorf("batch %s: %w", id, err), permanent: true}
+		return ch
+	}
 	msg := nats.NewMsg(s.subject)
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Header.Set(HeaderContentEncoding, b.Codec.String())
-	msg.Data = b.Body
+	msg.Data = body
 	f, err := s.pub.PublishMsgAsync(msg)
 	if err != nil {
 		ch <- natsResult(err)

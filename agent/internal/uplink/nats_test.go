@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/citysense/citysense/agent/internal/buffer"
 	"github.com/citysense/citysense/protocols"
 )
 
@@ -147,11 +148,18 @@ func TestNATS_Run_resendIsDeduplicated(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(nc)
+	tc, err := buffer.NewTranscoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
 	for _, e := range bs {
 		m := nats.NewMsg("cs.raw." + agentID)
 		m.Header.Set(jetstream.MsgIDHeader, MsgID(agentID, e.Seq))
 		m.Header.Set("Content-Encoding", "zstd")
-		m.Data = e.Body
+		if m.Data, err = tc.Wire(&e); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := js.PublishMsg(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,638 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/citysense/citysense/protocols"
+)
+
+// The columnar layout of a batch, which is what the buffer stores (then
+// compressed with zstd or s2). Line protocol puts the readings of one
+// series a whole tick apart, where a compressor cannot use that they
+// differ little from one reading to the next; here the readings are
+// grouped into blocks, one per series and field set, and each block's
+// timestamps and fields are stored as columns of small deltas:
+//
+//	version  byte (colVersion)
+//	blocks   uvarint n, then per block:
+//	         measurement, tag count, tags (key, value), field count,
+//	         fields (key, kind byte), row count
+//	         (strings as uvarint length + bytes)
+//	times    per block: first time − the previous block's first time,
+//	         first interval − the previous block's first interval,
+//	         then the change of interval (delta of delta) per further row;
+//	         all zigzag varints
+//	columns  per block, per field, rows in order:
+//	         float   a mode byte: 0…maxDecimals decimals d: the values are
+//	                 integers m with v = m / 10^d, stored as zigzag varint
+//	                 deltas, except values listed as exceptions (count, then
+//	                 row gap and 8 bytes of IEEE bits each) that m cannot
+//	                 carry bit for bit (-0, 1e300, NaN); modeRaw: 8 bytes
+//	                 of IEEE bits per value
+//	         int     zigzag varint deltas
+//	         uint    zigzag varint of the wrapping difference
+//	         bool    one byte per value, 0 or 1
+//	         string  uvarint length + bytes per value
+//
+// A row is one point: decoding yields every point with its measurement,
+// tags, fields in their order and time, exactly as appended. Points of
+// different series come out grouped by series (block) instead of in their
+// original interleaving; within a series their order is kept.
+const (
+	colVersion  = 1
+	maxDecimals = 18 // 10^18 and below are exact in float64; m fits int64
+	modeRaw     = 0xff
+	// maxColumnarPoints bounds what one body may claim to hold, so that a
+	// damaged body cannot make the decoder allocate without end.
+	maxColumnarPoints = 1 << 24
+)
+
+// Format is the layout of a stored batch before compression. It is kept
+// in the batch's index entry beside the codec, so that a buffer holds
+// batches of both layouts after an upgrade and reads each as it was
+// written.
+type Format uint8
+
+// The formats.
+const (
+	LineProtocol Format = 0 // line protocol, ns precision: what earlier versions stored
+	Columnar     Format = 1 // see columnar.go
+)
+
+func (f Format) String() string {
+	switch f {
+	case LineProtocol:
+		return "line-protocol"
+	case Columnar:
+		return "columnar"
+	}
+	return fmt.Sprintf("format(%d)", uint8(f))
+}
+
+func (f Format) valid() bool { return f == LineProtocol || f == Columnar }
+
+// errColumnar marks a body that does not decode as columnar.
+var errColumnar = fmt.Errorf("%w: bad columnar batch", ErrCorrupt)
+
+func colErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errColumnar, fmt.Sprintf(format, args...))
+}
+
+// pow10 holds 10^0 … 10^maxDecimals, each exact in float64.
+var pow10 = func() (p [maxDecimals + 1]float64) {
+	p[0] = 1
+	for i := 1; i <= maxDecimals; i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+var ipow10 = func() (p [maxDecimals + 1]int64) {
+	p[0] = 1
+	for i := 1; i <= maxDecimals; i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// decimalOf finds the fewest decimals d with which v is an integer m over
+// 10^d, exactly: float64(m)/10^d, which is what the decoder computes, has
+// v's bits. ok is false when there is none (−0, NaN, ±Inf, 1e300, most
+// results of arithmetic).
+func decimalOf(v float64) (m int64, d int, ok bool) {
+	bits := math.Float64bits(v)
+	for d = 0; d <= maxDecimals; d++ {
+		r := math.Round(v * pow10[d])
+		if !(math.Abs(r) < 1<<62) { // also false for NaN
+			return 0, 0, false
+		}
+		m = int64(r)
+		if math.Float64bits(float64(m)/pow10[d]) == bits {
+			return m, d, true
+		}
+	}
+	return 0, 0, false
+}
+
+// colBlock is one series and field set of a batch being encoded.
+type colBlock struct {
+	rows []*protocols.Point
+}
+
+// colEncoder encodes batches; pooled, it keeps its maps and slices.
+type colEncoder struct {
+	index  map[string]int
+	blocks []colBlock
+	key    []byte
+	ms     []int64
+	ds     []int8
+	exc    []int32
+}
+
+var colEncoders = sync.Pool{New: func() any { return &colEncoder{index: map[string]int{}} }}
+
+// blockKey identifies a point's block: measurement, tags, field keys and
+// kinds, each length-prefixed so that no two sets share a key.
+func (e *colEncoder) blockKey(p *protocols.Point) []byte {
+	k := e.key[:0]
+	k = binary.AppendUvarint(k, uint64(len(p.Measurement)))
+	k = append(k, p.Measurement...)
+	k = binary.AppendUvarint(k, uint64(len(p.Tags)))
+	for _, t := range p.Tags {
+		k = binary.AppendUvarint(k, uint64(len(t.Key)))
+		k = append(k, t.Key...)
+		k = binary.AppendUvarint(k, uint64(len(t.Value)))
+		k = append(k, t.Value...)
+	}
+	for _, f := range p.Fields {
+		k = binary.AppendUvarint(k, uint64(len(f.Key)))
+		k = append(k, f.Key...)
+		k = append(k, byte(f.Value.Kind()))
+	}
+	e.key = k
+	return k
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// encodeColumnar appends the columnar form of the points of spans to dst.
+// The points must be valid (protocols.Point.Validate).
+func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
+	e := colEncoders.Get().(*colEncoder)
+	defer func() {
+		clear(e.index)
+		for i := range e.blocks {
+			clear(e.blocks[i].rows)
+			e.blocks[i].rows = e.blocks[i].rows[:0]
+		}
+		e.blocks = e.blocks[:0]
+		colEncoders.Put(e)
+	}()
+	for _, pts := range spans {
+		for i := range pts {
+			p := &pts[i]
+			k := e.blockKey(p)
+			bi, ok := e.index[string(k)]
+			if !ok {
+				bi = len(e.blocks)
+				e.index[string(k)] = bi
+				if bi < cap(e.blocks) {
+					e.blocks = e.blocks[:bi+1]
+				} else {
+					e.blocks = append(e.blocks, colBlock{})
+				}
+			}
+			e.blocks[bi].rows = append(e.blocks[bi].rows, p)
+		}
+	}
+
+	b := append(dst, colVersion)
+	b = binary.AppendUvarint(b, uint64(len(e.blocks)))
+	for _, bl := range e.blocks {
+		p := bl.rows[0]
+		b = appendString(b, p.Measurement)
+		b = binary.AppendUvarint(b, uint64(len(p.Tags)))
+		for _, t := range p.Tags {
+			b = appendString(b, t.Key)
+			b = appendString(b, t.Value)
+		}
+		b = binary.AppendUvarint(b, uint64(len(p.Fields)))
+		for _, f := range p.Fields {
+			b = appendString(b, f.Key)
+			b = append(b, byte(f.Value.Kind()))
+		}
+		b = binary.AppendUvarint(b, uint64(len(bl.rows)))
+	}
+
+	// Times: blocks of one tick start together and step alike, so each
+	// block's start and first step are coded against the previous block's.
+	var prevT0, prevD1 int64
+	for _, bl := range e.blocks {
+		t0 := bl.rows[0].Time
+		b = binary.AppendVarint(b, t0-prevT0)
+		prevT0 = t0
+		if len(bl.rows) < 2 {
+			continue
+		}
+		d := bl.rows[1].Time - t0
+		b = binary.AppendVarint(b, d-prevD1)
+		prevD1 = d
+		for j := 2; j < len(bl.rows); j++ {
+			nd := bl.rows[j].Time - bl.rows[j-1].Time
+			b = binary.AppendVarint(b, nd-d)
+			d = nd
+		}
+	}
+
+	for _, bl := range e.blocks {
+		for fi := range bl.rows[0].Fields {
+			switch bl.rows[0].Fields[fi].Value.Kind() {
+			case protocols.KindFloat:
+				b = e.appendFloats(b, bl.rows, fi)
+			case protocols.KindInt:
+				var prev int64
+				for _, r := range bl.rows {
+					v := r.Fields[fi].Value.IntV()
+					b = binary.AppendVarint(b, v-prev)
+					prev = v
+				}
+			case protocols.KindUint:
+				var prev uint64
+				for _, r := range bl.rows {
+					v := r.Fields[fi].Value.UintV()
+					b = binary.AppendVarint(b, int64(v-prev))
+					prev = v
+				}
+			case protocols.KindBool:
+				for _, r := range bl.rows {
+					if r.Fields[fi].Value.BoolV() {
+						b = append(b, 1)
+					} else {
+						b = append(b, 0)
+					}
+				}
+			case protocols.KindString:
+				for _, r := range bl.rows {
+					b = appendString(b, r.Fields[fi].Value.StringV())
+				}
+			}
+		}
+	}
+	return b
+}
+
+// appendFloats writes field fi of rows as one float column.
+func (e *colEncoder) appendFloats(b []byte, rows []*protocols.Point, fi int) []byte {
+	e.ms, e.ds, e.exc = e.ms[:0], e.ds[:0], e.exc[:0]
+	maxD := 0
+	for _, r := range rows {
+		m, d, ok := decimalOf(r.Fields[fi].Value.FloatV())
+		if !ok {
+			d = -1
+		}
+		e.ms, e.ds = append(e.ms, m), append(e.ds, int8(d))
+		maxD = max(maxD, d)
+	}
+	// Scale every value to the column's decimals; one that does not come
+	// back exactly at that scale (or overflows) becomes an exception.
+	for j, r := range rows {
+		d := int(e.ds[j])
+		if d < 0 {
+			e.exc = append(e.exc, int32(j))
+			continue
+		}
+		m := e.ms[j]
+		if s := ipow10[maxD-d]; s > 1 {
+			if m > math.MaxInt64/s || m < math.MinInt64/s {
+				e.exc = append(e.exc, int32(j))
+				e.ds[j] = -1
+				continue
+			}
+			m *= s
+		}
+		if math.Float64bits(float64(m)/pow10[maxD]) != math.Float64bits(r.Fields[fi].Value.FloatV()) {
+			e.exc = append(e.exc, int32(j))
+			e.ds[j] = -1
+			continue
+		}
+		e.ms[j] = m
+	}
+	if 2*len(e.exc) > len(rows) {
+		b = append(b, modeRaw)
+		for _, r := range rows {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.Fields[fi].Value.FloatV()))
+		}
+		return b
+	}
+	b = append(b, byte(maxD))
+	b = binary.AppendUvarint(b, uint64(len(e.exc)))
+	last := int32(-1)
+	for _, j := range e.exc {
+		b = binary.AppendUvarint(b, uint64(j-last-1))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(rows[j].Fields[fi].Value.FloatV()))
+		last = j
+	}
+	var prev int64
+	for j := range rows {
+		if e.ds[j] < 0 {
+			continue
+		}
+		b = binary.AppendVarint(b, e.ms[j]-prev)
+		prev = e.ms[j]
+	}
+	return b
+}
+
+// colReader reads a columnar body; every read checks what is left, so
+// that a damaged body gives an error, never a panic.
+type colReader struct {
+	b   []byte
+	err error
+}
+
+func (r *colReader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = colErr(format, args...)
+	}
+}
+
+func (r *colReader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.fail("truncated")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *colReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("truncated or overlong number")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *colReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("truncated or overlong number")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *colReader) u64() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// count reads a length that must not exceed what is left of the body
+// divided by per (the fewest bytes each element takes).
+func (r *colReader) count(per int) int {
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)/per) {
+		r.fail("count %d exceeds the body", n)
+		return 0
+	}
+	return int(n)
+}
+
+func (r *colReader) string() string {
+	n := r.count(1)
+	if r.err != nil {
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// colHeader is a decoded block header.
+type colHeader struct {
+	measurement string
+	tags        []protocols.Tag
+	keys        []string
+	kinds       []protocols.Kind
+	rows        int
+	times       int // offset of the block's times in colDecoder.times
+	values      int // offset of its values (field-major) in colDecoder.vals
+}
+
+// colDecoder holds a decode's scratch space; pooled.
+type colDecoder struct {
+	blocks []colHeader
+	times  []int64
+	vals   []protocols.Value
+	fields []protocols.Field
+}
+
+var colDecoders = sync.Pool{New: func() any { return new(colDecoder) }}
+
+// decodeColumnar calls fn with every point of a columnar body, block by
+// block. The point and its slices are reused: fn must copy what it keeps.
+// A body that does not decode gives an error wrapping errColumnar before
+// any call of fn, and never a panic.
+func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
+	d := colDecoders.Get().(*colDecoder)
+	defer func() {
+		clear(d.blocks)
+		clear(d.vals) // drop references to strings
+		clear(d.fields)
+		d.blocks, d.times, d.vals, d.fields = d.blocks[:0], d.times[:0], d.vals[:0], d.fields[:0]
+		// A rare huge batch should not pin its memory in the pool.
+		if cap(d.vals) > 1<<16 {
+			d.vals, d.times = nil, nil
+		}
+		colDecoders.Put(d)
+	}()
+	r := &colReader{b: body}
+	if v := r.byte(); r.err == nil && v != colVersion {
+		return colErr("version %d, want %d", v, colVersion)
+	}
+	nblocks := r.count(1)
+	total, nvals := 0, 0
+	for range nblocks {
+		var h colHeader
+		h.measurement = r.string()
+		if nt := r.count(2); nt > 0 {
+			h.tags = make([]protocols.Tag, nt)
+		}
+		for i := range h.tags {
+			h.tags[i].Key = r.string()
+			h.tags[i].Value = r.string()
+		}
+		nf := r.count(2)
+		h.keys, h.kinds = make([]string, nf), make([]protocols.Kind, nf)
+		for i := range nf {
+			h.keys[i] = r.string()
+			h.kinds[i] = protocols.Kind(r.byte())
+			switch h.kinds[i] {
+			case protocols.KindFloat, protocols.KindInt, protocols.KindUint, protocols.KindBool, protocols.KindString:
+			default:
+				r.fail("field %q of unknown kind %d", h.keys[i], h.kinds[i])
+			}
+		}
+		h.rows = int(r.count(1))
+		if r.err != nil {
+			return r.err
+		}
+		if h.rows == 0 || h.measurement == "" || nf == 0 {
+			return colErr("empty block")
+		}
+		// Every row takes at least one byte in the times and one per field
+		// in the columns that follow.
+		h.times, h.values = total, nvals
+		total += h.rows
+		nvals += h.rows * nf
+		if nvals > len(body) || total > maxColumnarPoints {
+			return colErr("blocks of %d values in a body of %d bytes", nvals, len(body))
+		}
+		d.blocks = append(d.blocks, h)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	d.times = slices.Grow(d.times[:0], total)[:total]
+	d.vals = slices.Grow(d.vals[:0], nvals)[:nvals]
+
+	var prevT0, prevD1 int64
+	for i := range d.blocks {
+		h := &d.blocks[i]
+		times := d.times[h.times : h.times+h.rows]
+		t0 := prevT0 + r.varint()
+		prevT0 = t0
+		times[0] = t0
+		if h.rows < 2 {
+			continue
+		}
+		dt := prevD1 + r.varint()
+		prevD1 = dt
+		times[1] = t0 + dt
+		for j := 2; j < h.rows; j++ {
+			dt += r.varint()
+			times[j] = times[j-1] + dt
+		}
+		if r.err != nil {
+			return r.err
+		}
+	}
+
+	for i := range d.blocks {
+		h := &d.blocks[i]
+		for fi, kind := range h.kinds {
+			col := d.vals[h.values+fi*h.rows : h.values+(fi+1)*h.rows]
+			switch kind {
+			case protocols.KindFloat:
+				readFloats(r, col)
+			case protocols.KindInt:
+				var v int64
+				for j := range col {
+					v += r.varint()
+					col[j] = protocols.Int(v)
+				}
+			case protocols.KindUint:
+				var v uint64
+				for j := range col {
+					v += uint64(r.varint())
+					col[j] = protocols.Uint(v)
+				}
+			case protocols.KindBool:
+				for j := range col {
+					switch r.byte() {
+					case 0:
+						col[j] = protocols.Bool(false)
+					case 1:
+						col[j] = protocols.Bool(true)
+					default:
+						r.fail("bool that is neither 0 nor 1")
+					}
+				}
+			case protocols.KindString:
+				for j := range col {
+					col[j] = protocols.String(r.string())
+				}
+			}
+			if r.err != nil {
+				return r.err
+			}
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if len(r.b) != 0 {
+		return colErr("%d bytes after the last column", len(r.b))
+	}
+
+	var p protocols.Point
+	for i := range d.blocks {
+		h := &d.blocks[i]
+		p.Measurement, p.Tags = h.measurement, h.tags
+		d.fields = slices.Grow(d.fields[:0], len(h.keys))[:len(h.keys)]
+		p.Fields = d.fields
+		for j := range h.rows {
+			p.Time = d.times[h.times+j]
+			for fi := range p.Fields {
+				// Set in full for every row: fn may have changed them.
+				p.Fields[fi] = protocols.Field{Key: h.keys[fi], Value: d.vals[h.values+fi*h.rows+j]}
+			}
+			if err := fn(&p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readFloats reads one float column into col.
+func readFloats(r *colReader, col []protocols.Value) {
+	mode := r.byte()
+	if r.err != nil {
+		return
+	}
+	if mode == modeRaw {
+		for j := range col {
+			col[j] = protocols.Float(math.Float64frombits(r.u64()))
+		}
+		return
+	}
+	if mode > maxDecimals {
+		r.fail("float column with %d decimals", mode)
+		return
+	}
+	// Exceptions first: they are marked in col as set, the rest filled in
+	// from the scaled integers that follow.
+	nexc := r.count(9)
+	set := make([]bool, len(col))
+	row := -1
+	for range nexc {
+		gap := r.uvarint()
+		bits := r.u64()
+		if r.err != nil {
+			return
+		}
+		if gap >= uint64(len(col)-row-1) {
+			r.fail("exception outside the column")
+			return
+		}
+		row += int(gap) + 1
+		col[row], set[row] = protocols.Float(math.Float64frombits(bits)), true
+	}
+	var m int64
+	for j := range col {
+		if set[j] {
+			continue
+		}
+		m += r.varint()
+		col[j] = protocols.Float(float64(m) / pow10[mode])
+	}
+}
