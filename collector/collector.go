@@ -107,6 +107,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 			c.log.Info("collector stopped")
 		}
 	}()
+	defer startPprof(c.log)()
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory %q: %w", cfg.Node.DataDir, err)
 	}

@@ -184,7 +184,20 @@ func (c *citysense) queries(ds *dataset) [3]query {
 			check: check(1, days*24)},
 		{url: "http://" + c.http + "/api/v1/latest?" + url.Values{"measurement": {"air"}, "field": {"pm25"}, "window": {"1h"},
 			"at": {strconv.FormatInt(ds.to.Unix(), 10)}}.Encode(),
-			check: check(ds.params.Stations, 1)},
+			check: func(b []byte) error {
+				var a struct {
+					Latest []struct {
+						Value *float64 `json:"value"`
+					} `json:"latest"`
+				}
+				if err := json.Unmarshal(b, &a); err != nil {
+					return err
+				}
+				if len(a.Latest) != ds.params.Stations {
+					return fmt.Errorf("%d latest values, want %d", len(a.Latest), ds.params.Stations)
+				}
+				return nil
+			}},
 		{url: c.series(ds, url.Values{"measurement": {"air"}, "field": {"pm25"}, "step": {"24h"}, "agg": {"max"}, "group_by": {"district"}}),
 			check: check(districts(ds), days)},
 	}
