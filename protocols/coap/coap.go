@@ -43,10 +43,14 @@ const (
 
 // Input is the "coap" input. Its exported fields are its YAML configuration.
 type Input struct {
+	// Listen is the UDP address of the input's server; empty: no server
+	// (the input only polls).
 	Listen    string            `yaml:"listen"`
 	Precision string            `yaml:"precision"`
 	MaxBody   confx.Size        `yaml:"max_body"`
 	Tags      map[string]string `yaml:"tags"`
+	// Poll lists resources the input reads itself (GET or Observe).
+	Poll []Poll `yaml:"poll"`
 
 	log       *slog.Logger
 	set       *metrics.Set
@@ -57,9 +61,7 @@ type Input struct {
 	mu   sync.Mutex
 	addr net.Addr
 
-	logMu   sync.Mutex
-	lastLog time.Time
-	dropped int
+	logLim protocols.LogLimiter
 }
 
 // New returns an Input with the documented defaults.
@@ -84,8 +86,12 @@ func (in *Input) Init(log *slog.Logger) error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, confx.Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
-	if err := confx.CheckListen(in.Listen, "127.0.0.1:5683"); err != nil {
-		bad("listen", "%v", err)
+	if in.Listen == "" && len(in.Poll) == 0 {
+		bad("listen", "%v", errNothingToDo)
+	} else if in.Listen != "" {
+		if err := confx.CheckListen(in.Listen, "127.0.0.1:5683"); err != nil {
+			bad("listen", "%v", err)
+		}
 	}
 	p, err := protocols.ParsePrecision(in.Precision)
 	if err != nil {
@@ -95,14 +101,12 @@ func (in *Input) Init(log *slog.Logger) error {
 	if in.MaxBody < 64 || in.MaxBody > 16<<20 {
 		bad("max_body", "must be between 64 bytes and 16MiB, got %d", in.MaxBody)
 	}
-	in.tags = nil
-	for k, v := range in.Tags {
-		if k == "" {
-			bad("tags", "empty tag key")
-		}
-		in.tags = append(in.tags, protocols.Tag{Key: k, Value: v})
+	tags, err := protocols.SortedTags(in.Tags)
+	if err != nil {
+		bad("tags", "%v", err)
 	}
-	slices.SortFunc(in.tags, func(a, b protocols.Tag) int { return strings.Compare(a.Key, b.Key) })
+	in.tags = tags
+	in.compilePolls(bad)
 	return errors.Join(errs...)
 }
 
@@ -141,6 +145,19 @@ func (in *Input) Run(ctx context.Context, acc protocols.Accumulator) error {
 		if err := in.Init(nil); err != nil {
 			return err
 		}
+	}
+	// Polls end with Run, also when the server fails.
+	ctx, cancel := context.WithCancel(ctx)
+	var polls sync.WaitGroup
+	defer polls.Wait()
+	defer cancel()
+	for i := range in.Poll {
+		p := &in.Poll[i]
+		polls.Go(func() { in.runPoll(ctx, acc, p) })
+	}
+	if in.Listen == "" {
+		<-ctx.Done()
+		return nil
 	}
 	m := in.metrics()
 	l, err := coapnet.NewListenUDP("udp", in.Listen)
@@ -283,11 +300,7 @@ func (in *Input) Handle(ctx context.Context, acc protocols.Accumulator, path str
 		pts, perr = decodeJSON(body, path, tags, time.Now())
 	}
 	for i := range pts {
-		for _, t := range in.tags {
-			if _, ok := pts[i].Tag(t.Key); !ok {
-				pts[i].SetTag(t.Key, t.Value)
-			}
-		}
+		protocols.AddMissingTags(&pts[i], in.tags)
 	}
 	if len(pts) > 0 {
 		if err := acc.Write(ctx, pts); err != nil {
@@ -414,21 +427,7 @@ func parseTime(v any) (int64, error) {
 	return 0, errors.New("want Unix seconds or an RFC 3339 string")
 }
 
-func (in *Input) logBad(msg string, args ...any) {
-	in.logMu.Lock()
-	now := time.Now()
-	if now.Sub(in.lastLog) < time.Second {
-		in.dropped++
-		in.logMu.Unlock()
-		return
-	}
-	if in.dropped > 0 {
-		args = append(args, "suppressed", in.dropped)
-	}
-	in.lastLog, in.dropped = now, 0
-	in.logMu.Unlock()
-	in.log.Warn(msg, args...)
-}
+func (in *Input) logBad(msg string, args ...any) { in.logLim.Warn(in.log, msg, args...) }
 
 // Interface guards.
 var (

@@ -62,9 +62,7 @@ type Input struct {
 	mu   sync.Mutex
 	addr net.Addr // bound address, once listening
 
-	logMu   sync.Mutex
-	lastLog time.Time
-	dropped int
+	logLim protocols.LogLimiter
 }
 
 // New returns an Input with the documented defaults.
@@ -109,14 +107,11 @@ func (in *Input) Init(log *slog.Logger) error {
 	if in.Measurement == "" {
 		bad("measurement", "must not be empty")
 	}
-	in.tags = in.tags[:0]
-	for k, v := range in.Tags {
-		if k == "" {
-			bad("tags", "empty tag key")
-		}
-		in.tags = append(in.tags, protocols.Tag{Key: k, Value: v})
+	tags, err := protocols.SortedTags(in.Tags)
+	if err != nil {
+		bad("tags", "%v", err)
 	}
-	slices.SortFunc(in.tags, func(a, b protocols.Tag) int { return strings.Compare(a.Key, b.Key) })
+	in.tags = tags
 	if (in.TLSCert == "") != (in.TLSKey == "") {
 		bad("tls_cert", "tls_cert and tls_key go together")
 	}
@@ -407,13 +402,7 @@ func (in *Input) commit(w http.ResponseWriter, r *http.Request, acc protocols.Ac
 }
 
 // addTags adds the configured tags to a point that lacks them.
-func (in *Input) addTags(p *protocols.Point) {
-	for _, t := range in.tags {
-		if _, ok := p.Tag(t.Key); !ok {
-			p.SetTag(t.Key, t.Value)
-		}
-	}
-}
+func (in *Input) addTags(p *protocols.Point) { protocols.AddMissingTags(p, in.tags) }
 
 // pushPoint is one point of /api/v1/push.
 type pushPoint struct {
@@ -571,21 +560,7 @@ func (in *Input) fail(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // logBad logs at most once a second, with the number of lines suppressed.
-func (in *Input) logBad(msg string, args ...any) {
-	in.logMu.Lock()
-	now := time.Now()
-	if now.Sub(in.lastLog) < time.Second {
-		in.dropped++
-		in.logMu.Unlock()
-		return
-	}
-	if in.dropped > 0 {
-		args = append(args, "suppressed", in.dropped)
-	}
-	in.lastLog, in.dropped = now, 0
-	in.logMu.Unlock()
-	in.log.Warn(msg, args...)
-}
+func (in *Input) logBad(msg string, args ...any) { in.logLim.Warn(in.log, msg, args...) }
 
 // Interface guards.
 var (

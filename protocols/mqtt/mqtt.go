@@ -513,8 +513,7 @@ type worker struct {
 	m       *inputMetrics
 	parsers []parser
 	a       alloc
-	lastLog time.Time
-	dropped int // log lines suppressed since lastLog
+	logLim  protocols.LogLimiter
 }
 
 func (w *worker) loop(ctx context.Context, queue <-chan received) {
@@ -635,18 +634,7 @@ func (w *worker) route(topic string) int {
 
 // logf logs a bad message at most once a second, with the number of
 // messages not logged in between.
-func (w *worker) logf(msg string, args ...any) {
-	now := time.Now()
-	if now.Sub(w.lastLog) < time.Second {
-		w.dropped++
-		return
-	}
-	if w.dropped > 0 {
-		args = append(args, "suppressed", w.dropped)
-	}
-	w.lastLog, w.dropped = now, 0
-	w.in.log.Warn(msg, args...)
-}
+func (w *worker) logf(msg string, args ...any) { w.logLim.Warn(w.in.log, msg, args...) }
 
 // Reasons a message is refused before its payload is read.
 var (

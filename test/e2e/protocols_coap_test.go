@@ -67,3 +67,101 @@ inputs:
 		{"noise", "s0002", "laeq"}:       {{b, 61.5}, {b + 60, 63}},
 	}, base-1, base+3600, 30*time.Second)
 }
+
+// coapServer runs Debian libcoap3-bin's example server (coap-server-notls,
+// or a TLS build) on a free loopback port and returns its address. Its
+// /example_data resource keeps what a PUT sends (with its Content-Format),
+// answers GET with it, and notifies its observers of each PUT.
+func coapServer(t *testing.T) string {
+	t.Helper()
+	bin := ""
+	for _, name := range []string{"coap-server-notls", "coap-server-openssl", "coap-server-gnutls", "coap-server"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		bin = needPeer(t, "coap-server-notls", "libcoap3-bin")
+	}
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	srv := exec.Command(bin, "-A", host, "-p", port)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	return addr
+}
+
+// TestProtocols_CoAPPollObserve: the agent's coap input reads a real CoAP
+// server (libcoap's coap-server) itself, once by polling /example_data with
+// GET and once by observing it (RFC 7641). coap-client PUTs three readings;
+// each reaches the collector exactly, through both paths.
+func TestProtocols_CoAPPollObserve(t *testing.T) {
+	client := coapClient(t)
+	srv := coapServer(t)
+	_, httpC, natsC := startCollector(t, t.TempDir())
+	put := func(payload string) {
+		t.Helper()
+		out, err := exec.Command(client, "-m", "put", "-B", "5", "-t", "json", "-e", payload, "coap://"+srv+"/example_data").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "4.") || strings.Contains(string(out), "5.") {
+			t.Fatalf("coap-client put: %v: %s", err, out)
+		}
+	}
+	base := time.Now().Add(-time.Hour).Truncate(time.Minute).Unix()
+	reading := func(i int) (string, [2]float64) {
+		v := 10.5 + float64(i)
+		return fmt.Sprintf(`{"pm25":%g,"time":%d}`, v, base+int64(i)*60), [2]float64{float64(base + int64(i)*60), v}
+	}
+	first, _ := reading(0)
+	waitFor(t, "coap-server", 10*time.Second, func() (bool, error) {
+		out, err := exec.Command(client, "-m", "put", "-B", "2", "-t", "json", "-e", first, "coap://"+srv+"/example_data").CombinedOutput()
+		return err == nil && len(out) == 0, fmt.Errorf("%v: %q", err, out)
+	})
+	cfg := writeFile(t, "agent.yaml", fmt.Sprintf(`
+agent:
+  id: e2e-coap-poll
+inputs:
+  - type: coap
+    listen: ""
+    tags: {district: d07}
+    poll:
+      - url: coap://%[1]s/example_data
+        measurement: air
+        format: json
+        interval: 300ms
+        jitter: 100ms
+        tags: {station: s-poll}
+      - url: coap://%[1]s/example_data
+        measurement: air
+        observe: true
+        interval: 5s
+        tags: {station: s-obs}
+`, srv))
+	start(t, "citysense-agent", "run", "-c", cfg, "--data-dir", t.TempDir(), "--http", freeAddr(t), "--collector", "nats://"+natsC, "--log-format", "json")
+
+	want := func(n int) map[seriesKey][][2]float64 {
+		var pts [][2]float64
+		for i := range n {
+			_, p := reading(i)
+			pts = append(pts, p)
+		}
+		return map[seriesKey][][2]float64{{"air", "s-poll", "pm25"}: pts, {"air", "s-obs", "pm25"}: pts}
+	}
+	assertSeries(t, httpC, want(1), base-1, base+3600, 30*time.Second)
+	// Each new state reaches both: the observer by notification, the
+	// poller at its next GET.
+	for i := 1; i < 3; i++ {
+		payload, _ := reading(i)
+		put(payload)
+		assertSeries(t, httpC, want(i+1), base-1, base+3600, 30*time.Second)
+	}
+	var ans seriesAnswer
+	if err := getJSON(t.Context(), fmt.Sprintf("http://%s/api/v1/series?measurement=air&field=pm25&station=s-obs&from=%d&to=%d", httpC, base-1, base+3600), &ans); err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.Series) != 1 || ans.Series[0].Tags["district"] != "d07" {
+		t.Fatalf("tags %+v, want the input's district d07", ans.Series)
+	}
+}
