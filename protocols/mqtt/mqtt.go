@@ -47,6 +47,16 @@ type Input struct {
 	ReconnectMin   confx.Duration    `yaml:"reconnect_min"`
 	ReconnectMax   confx.Duration    `yaml:"reconnect_max"`
 	MaxBatch       int               `yaml:"max_batch"` // messages per buffer commit
+	// Connections > 1 subscribes over that many connections to shared
+	// subscriptions ($share/<share_group>/<filter>, MQTT 5 and mosquitto
+	// ≥ 1.6 with MQTT 3.1.1): the broker spreads the messages over them,
+	// and each connection has its own window of unacknowledged QoS 1/2
+	// messages (20 in stock mosquitto), which is what bounds one
+	// subscription's throughput. Client ids get the suffix -1 … -N.
+	Connections int `yaml:"connections"`
+	// ShareGroup names the shared subscription; several agents with one
+	// group share the load. Empty: the client id, when connections > 1.
+	ShareGroup string `yaml:"share_group"`
 	Measurement    string            `yaml:"measurement"`
 	Tags           map[string]string `yaml:"tags"`
 	TLS            TLS               `yaml:"tls"`
@@ -57,6 +67,7 @@ type Input struct {
 	set        *metrics.Set
 	subs       []*subscription
 	clientID   string
+	shareGroup string // "" : plain subscriptions
 	writeRetry time.Duration // first wait after a refused write
 }
 
@@ -121,6 +132,7 @@ const (
 	DefaultReconnectMin   = time.Second
 	DefaultReconnectMax   = time.Minute
 	DefaultMaxBatch       = 1000
+	MaxConnections        = 64
 	DefaultMeasurement    = "mqtt"
 )
 
@@ -133,6 +145,7 @@ func New() *Input {
 		ReconnectMin:   confx.Duration(DefaultReconnectMin),
 		ReconnectMax:   confx.Duration(DefaultReconnectMax),
 		MaxBatch:       DefaultMaxBatch,
+		Connections:    1,
 		Measurement:    DefaultMeasurement,
 		newClient:      NewPahoClient,
 		writeRetry:     500 * time.Millisecond,
@@ -172,6 +185,12 @@ func (in *Input) Init(log *slog.Logger) error {
 	}
 	if in.MaxBatch < 1 {
 		bad("max_batch", "must be at least 1, got %d", in.MaxBatch)
+	}
+	if in.Connections < 1 || in.Connections > MaxConnections {
+		bad("connections", "must be between 1 and %d, got %d", MaxConnections, in.Connections)
+	}
+	if in.ShareGroup != "" && strings.ContainsAny(in.ShareGroup, "/+#") {
+		bad("share_group", "must not contain /, + or #, got %q", in.ShareGroup)
 	}
 	if in.KeepAlive.D() < time.Second {
 		bad("keep_alive", "must be at least 1s, got %v", in.KeepAlive)
@@ -217,13 +236,34 @@ func (in *Input) Init(log *slog.Logger) error {
 	if in.clientID == "" {
 		in.clientID = in.defaultClientID()
 	}
-	if len(in.clientID) > 64 {
-		bad("client_id", "longer than 64 bytes; many brokers refuse it")
+	if len(in.connClientID(in.Connections-1)) > 64 {
+		bad("client_id", "longer than 64 bytes (with the connection suffix); many brokers refuse it")
+	}
+	in.shareGroup = in.ShareGroup
+	if in.shareGroup == "" && in.Connections > 1 {
+		in.shareGroup = strings.NewReplacer("/", "_", "+", "_", "#", "_").Replace(in.clientID)
+	}
+	if in.shareGroup != "" {
+		for i, t := range in.Topics {
+			if t.Format == FormatSparkplugB {
+				bad(fmt.Sprintf("topics[%d].format", i), "sparkplug_b needs BIRTH and DATA messages in order on one connection; use connections: 1 and no share_group")
+			}
+		}
 	}
 	if len(errs) > 0 {
 		in.subs = nil
 	}
 	return errors.Join(errs...)
+}
+
+// connClientID is the client id of connection i (0-based): the configured
+// id alone for a single connection, else with the suffix -1 … -N, stable
+// across restarts so that each connection gets its session back.
+func (in *Input) connClientID(i int) string {
+	if in.Connections <= 1 {
+		return in.clientID
+	}
+	return fmt.Sprintf("%s-%d", in.clientID, i+1)
 }
 
 // defaultClientID is stable across restarts of the same configuration and
@@ -460,48 +500,74 @@ func (in *Input) Run(ctx context.Context, acc protocols.Accumulator) error {
 	if set == nil {
 		set = metrics.NewSet()
 	}
-	w := &worker{in: in, acc: acc, m: newInputMetrics(set, in.clientID), parsers: make([]parser, len(in.subs))}
-	for i, s := range in.subs {
-		w.parsers[i] = s.newParser()
-	}
-	queue := make(chan received, in.MaxBatch)
 	subs := make(map[string]byte, len(in.subs))
 	for _, s := range in.subs {
-		subs[s.filter] = s.qos
+		f := s.filter
+		if in.shareGroup != "" {
+			f = "$share/" + in.shareGroup + "/" + f
+		}
+		subs[f] = s.qos
 	}
-	cl, err := in.newClient(ClientConfig{
-		Broker:         in.Broker,
-		ClientID:       in.clientID,
-		Username:       in.Username,
-		Password:       in.Password,
-		CleanSession:   in.CleanSession,
-		TLS:            tlsCfg,
-		KeepAlive:      in.KeepAlive.D(),
-		ConnectTimeout: in.ConnectTimeout.D(),
-		ReconnectMin:   in.ReconnectMin.D(),
-		ReconnectMax:   in.ReconnectMax.D(),
-		Subscriptions:  subs,
-		Handle: func(m Message) {
-			select {
-			case queue <- received{m, time.Now().UnixNano()}:
-			case <-ctx.Done():
-				// Not acknowledged: the broker delivers it again.
-			}
-		},
-		Log: in.log,
-	})
-	if err != nil {
-		return fmt.Errorf("mqtt client: %w", err)
-	}
+	// One client, queue and worker per connection. The workers commit
+	// concurrently, so the buffer's group commit takes the batches of all
+	// connections into one fsync.
 	var wg sync.WaitGroup
-	wg.Go(func() { w.loop(ctx, queue) })
-	if err := cl.Connect(ctx); err != nil && ctx.Err() == nil {
-		// paho retries connecting by itself; an error here is final.
-		in.log.Error("mqtt connect failed", "broker", in.Broker, "err", err)
+	var clients []Client
+	for i := range in.Connections {
+		clientID := in.connClientID(i)
+		w := &worker{in: in, acc: acc, m: newInputMetrics(set, clientID), parsers: make([]parser, len(in.subs))}
+		for j, s := range in.subs {
+			w.parsers[j] = s.newParser()
+		}
+		queue := make(chan received, in.MaxBatch)
+		cl, err := in.newClient(ClientConfig{
+			Broker:         in.Broker,
+			ClientID:       clientID,
+			Username:       in.Username,
+			Password:       in.Password,
+			CleanSession:   in.CleanSession,
+			TLS:            tlsCfg,
+			KeepAlive:      in.KeepAlive.D(),
+			ConnectTimeout: in.ConnectTimeout.D(),
+			ReconnectMin:   in.ReconnectMin.D(),
+			ReconnectMax:   in.ReconnectMax.D(),
+			Subscriptions:  subs,
+			Handle: func(m Message) {
+				select {
+				case queue <- received{m, time.Now().UnixNano()}:
+				case <-ctx.Done():
+					// Not acknowledged: the broker delivers it again.
+				}
+			},
+			Log: in.log,
+		})
+		if err != nil {
+			for _, c := range clients {
+				c.Disconnect()
+			}
+			return fmt.Errorf("mqtt client: %w", err)
+		}
+		clients = append(clients, cl)
+		wg.Go(func() { w.loop(ctx, queue) })
 	}
+	// Connect in parallel: Connect returns once connected and subscribed.
+	var connecting sync.WaitGroup
+	for i, cl := range clients {
+		connecting.Go(func() {
+			if err := cl.Connect(ctx); err != nil && ctx.Err() == nil {
+				// paho retries connecting by itself; an error here is final.
+				in.log.Error("mqtt connect failed", "broker", in.Broker, "client_id", in.connClientID(i), "err", err)
+			}
+		})
+	}
+	connecting.Wait()
 	<-ctx.Done()
 	wg.Wait()
-	cl.Disconnect()
+	var disconnecting sync.WaitGroup
+	for _, cl := range clients {
+		disconnecting.Go(cl.Disconnect)
+	}
+	disconnecting.Wait()
 	return nil
 }
 
