@@ -37,16 +37,16 @@ type Input struct {
 	// ClientID must be stable for the broker to keep the session (and the
 	// unacknowledged messages) while the agent is away. Empty: derived from
 	// the host name, broker and filters.
-	ClientID       string            `yaml:"client_id"`
-	CleanSession   bool              `yaml:"clean_session"`
-	Username       string            `yaml:"username"`
-	Password       string            `yaml:"password"`
-	QoS            int               `yaml:"qos"`
-	KeepAlive      confx.Duration    `yaml:"keep_alive"`
-	ConnectTimeout confx.Duration    `yaml:"connect_timeout"`
-	ReconnectMin   confx.Duration    `yaml:"reconnect_min"`
-	ReconnectMax   confx.Duration    `yaml:"reconnect_max"`
-	MaxBatch       int               `yaml:"max_batch"` // messages per buffer commit
+	ClientID       string         `yaml:"client_id"`
+	CleanSession   bool           `yaml:"clean_session"`
+	Username       string         `yaml:"username"`
+	Password       string         `yaml:"password"`
+	QoS            int            `yaml:"qos"`
+	KeepAlive      confx.Duration `yaml:"keep_alive"`
+	ConnectTimeout confx.Duration `yaml:"connect_timeout"`
+	ReconnectMin   confx.Duration `yaml:"reconnect_min"`
+	ReconnectMax   confx.Duration `yaml:"reconnect_max"`
+	MaxBatch       int            `yaml:"max_batch"` // messages per buffer commit
 	// Connections > 1 subscribes over that many connections to shared
 	// subscriptions ($share/<share_group>/<filter>, MQTT 5 and mosquitto
 	// ≥ 1.6 with MQTT 3.1.1): the broker spreads the messages over them,
@@ -56,18 +56,18 @@ type Input struct {
 	Connections int `yaml:"connections"`
 	// ShareGroup names the shared subscription; several agents with one
 	// group share the load. Empty: the client id, when connections > 1.
-	ShareGroup string `yaml:"share_group"`
-	Measurement    string            `yaml:"measurement"`
-	Tags           map[string]string `yaml:"tags"`
-	TLS            TLS               `yaml:"tls"`
-	Topics         []Topic           `yaml:"topics"`
+	ShareGroup  string            `yaml:"share_group"`
+	Measurement string            `yaml:"measurement"`
+	Tags        map[string]string `yaml:"tags"`
+	TLS         TLS               `yaml:"tls"`
+	Topics      []Topic           `yaml:"topics"`
 
 	log        *slog.Logger
 	newClient  ClientFactory
 	set        *metrics.Set
 	subs       []*subscription
 	clientID   string
-	shareGroup string // "" : plain subscriptions
+	shareGroup string        // "" : plain subscriptions
 	writeRetry time.Duration // first wait after a refused write
 }
 
