@@ -206,6 +206,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	storeIn, err := ingest.New(b.JetStream(), ingest.DeferredPoints(st), ingest.Config{
 		Stream:     bus.StreamSeries,
 		Durable:    "store",
+		TrustWire:  true, // only the enrich stage publishes to CS_SERIES
 		Batch:      cfg.Ingest.Batch,
 		AckWait:    max(cfg.Ingest.AckWait.D(), sopts.AckWait()),
 		RetryDelay: cfg.Ingest.RetryDelay.D(),

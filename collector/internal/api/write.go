@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/citysense/citysense/collector/internal/auth"
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/protocols"
 )
 
@@ -375,7 +376,8 @@ func sortProblems(ps []lineProblem) {
 }
 
 // decodeAndPublish decodes body, checks each point against the limits and
-// publishes the valid ones to subject as ns-precision line protocol, in
+// publishes the valid ones to subject in the collector's binary format
+// (package wire: the next stage then does not parse text again), in
 // messages of at most about chunkBytes. It returns an error only when the
 // bus did not acknowledge a message.
 func (a *API) decodeAndPublish(ctx context.Context, body []byte, prec protocols.Precision, now time.Time, subject, name string) (*writeResult, error) {
@@ -386,8 +388,8 @@ func (a *API) decodeAndPublish(ctx context.Context, body []byte, prec protocols.
 	res.long = blankLongLines(body, limits.MaxLine)
 
 	oldest, newest := now.Add(-limits.MaxPast).UnixNano(), now.Add(limits.MaxFuture).UnixNano()
-	var enc protocols.Encoder
-	enc.SetPrecision(protocols.Nanosecond)
+	var enc wire.Encoder
+	var msg []byte
 	pending := 0 // points in enc not yet published
 	flush := func() error {
 		if pending == 0 {
@@ -397,7 +399,8 @@ func (a *API) decodeAndPublish(ctx context.Context, body []byte, prec protocols.
 		// a message is in flight must not leave its fate unknown here.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 		defer cancel()
-		if err := a.opts.Bus.Publish(pctx, subject, "http-"+name+"-"+nuid.Next(), enc.Bytes()); err != nil {
+		msg = enc.AppendTo(msg[:0])
+		if err := a.opts.Bus.Publish(pctx, subject, "http-"+name+"-"+nuid.Next(), msg); err != nil {
 			return err
 		}
 		res.written += pending
@@ -424,14 +427,9 @@ func (a *API) decodeAndPublish(ctx context.Context, body []byte, prec protocols.
 			reject(i, &p, msg)
 			return nil
 		}
-		if err := enc.Encode(&p); err != nil {
-			// Decode validated the point; an encoding failure is a bug,
-			// reported like a limit so the writer learns of it.
-			reject(i, &p, err.Error())
-			return nil
-		}
+		enc.Encode(&p)
 		pending++
-		if len(enc.Bytes()) >= chunkBytes {
+		if enc.Size() >= chunkBytes {
 			if pubErr = flush(); pubErr != nil {
 				return errPublish
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/ingest"
 	"github.com/citysense/citysense/collector/internal/store"
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/protocols"
 )
 
@@ -53,7 +54,17 @@ func (f *fakeBus) lines() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, m := range f.msgs {
-		out = append(out, strings.Split(strings.TrimSuffix(string(m.data), "\n"), "\n")...)
+		// The endpoint publishes the collector's binary format; as line
+		// protocol the tests can state what they expect.
+		pts, err := wire.Decode(m.data, wire.Options{Validate: true})
+		if err != nil {
+			panic(fmt.Sprintf("published message does not decode: %v", err))
+		}
+		lp, err := protocols.AppendLines(nil, pts, protocols.Nanosecond)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, strings.Split(strings.TrimSuffix(string(lp), "\n"), "\n")...)
 	}
 	return out
 }
@@ -321,8 +332,8 @@ func TestAPI_write_chunks(t *testing.T) {
 			t.Errorf("Nats-Msg-Id %q: want unique http-telegraf-<nuid>", id)
 		}
 		ids[id] = true
-		if len(m.data) > 600<<10 || m.data[len(m.data)-1] != '\n' {
-			t.Errorf("message of %d bytes, not ending in a newline", len(m.data))
+		if len(m.data) > 600<<10 || !wire.Is(m.data) {
+			t.Errorf("message of %d bytes, over the chunk size or not in the wire format", len(m.data))
 		}
 	}
 	if got := f.bus.lines(); strings.Join(got, "\n")+"\n" != body.String() {

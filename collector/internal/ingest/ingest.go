@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/protocols"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	AckWait time.Duration
 	// RetryDelay is the redelivery delay after a store error; zero means 5s.
 	RetryDelay time.Duration
+	// TrustWire skips validating messages in the collector's binary
+	// format (package wire): set it only for a stream that nobody but the
+	// collector can publish to (CS_SERIES).
+	TrustWire bool
 	// MaxDecodedBytes bounds one decompressed message, so that a small
 	// hostile message cannot expand into all of memory; zero means 64 MiB.
 	MaxDecodedBytes int
@@ -308,6 +313,26 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 			now = md.Timestamp
 		}
 		var pts []protocols.Point
+		if wire.Is(body) {
+			// The collector's own stages publish the binary format. Where
+			// it could also come from an agent (CS_RAW) it is validated
+			// like decoded line protocol.
+			pts, err = wire.Decode(body, wire.Options{Validate: !in.cfg.TrustWire})
+			if err != nil {
+				in.badBatches.Inc()
+				if allowed, suppressed := in.badBatchLog.allow(time.Now()); allowed {
+					in.log.Warn("ingest: dropping batch that cannot be decoded", "batch", id, "subject", m.Subject(),
+						"err", err, "suppressed", suppressed)
+				}
+				if err := m.TermWithReason(err.Error()); err != nil {
+					in.log.Warn("ingest: term failed", "batch", id, "err", err)
+				}
+				continue
+			}
+			ok = append(ok, decoded{msg: m, id: id, points: len(pts)})
+			batches = append(batches, protocols.Batch{ID: id, Points: pts})
+			continue
+		}
 		err = protocols.Decode(body, protocols.DecodeOptions{Now: now}, func(p protocols.Point) error {
 			pts = append(pts, p)
 			return nil

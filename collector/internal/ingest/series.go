@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/citysense/citysense/collector/internal/ring"
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/protocols"
 )
@@ -82,7 +83,8 @@ type SeriesPublisher struct {
 
 type seriesEncoder struct {
 	idx  [][]int32 // point indexes per partition
-	enc  protocols.Encoder
+	enc  wire.Encoder
+	buf  []byte
 	comp []byte
 }
 
@@ -163,13 +165,10 @@ func (sp *SeriesPublisher) Write(ctx context.Context, batches []protocols.Batch)
 			}
 			e.enc.Reset()
 			for _, i := range idx {
-				// Enriched points are valid by construction; one that is
-				// not (a stage bug) is left out and reported, not sent.
-				if err := e.enc.Encode(&pts[i]); err != nil {
-					sp.log.Warn("series: enriched point cannot be encoded, left out", "batch", b.ID, "err", err)
-				}
+				e.enc.Encode(&pts[i])
 			}
-			e.comp = s2.Encode(e.comp[:cap(e.comp)], e.enc.Bytes())
+			e.buf = e.enc.AppendTo(e.buf[:0])
+			e.comp = s2.Encode(e.comp[:cap(e.comp)], e.buf)
 			msg := &nats.Msg{
 				Subject: sp.cfg.SubjectPrefix + strconv.Itoa(k),
 				// The payload must outlive the encoder's reuse of its
