@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/citysense/citysense/protocols"
 )
@@ -45,13 +46,28 @@ func Is(b []byte) bool { return len(b) >= len(Magic) && string(b[:len(Magic)]) =
 // Encoder appends points to a message. The zero value is ready; Reset
 // starts the next message and keeps the buffers.
 type Encoder struct {
-	body    []byte
-	strs    map[string]int
-	points  int
-	tags    int
-	fields  int
-	prevT   int64
-	scratch []byte
+	body   []byte
+	strs   map[string]int
+	points int
+	tags   int
+	fields int
+	prevT  int64
+
+	// seen caches string table indexes by the string's data pointer and
+	// length. Decoded points share their strings (the decoders intern
+	// them), so most lookups end here without hashing the bytes; an entry
+	// is valid only for the message (gen) it was made in.
+	seen [cacheSize]cacheEntry
+	gen  uint32
+}
+
+const cacheSize = 1024
+
+type cacheEntry struct {
+	p   *byte
+	n   int32
+	gen uint32
+	idx int32
 }
 
 // Reset empties the encoder for a new message.
@@ -59,6 +75,11 @@ func (e *Encoder) Reset() {
 	e.body = e.body[:0]
 	clear(e.strs)
 	e.points, e.tags, e.fields, e.prevT = 0, 0, 0, 0
+	e.gen++
+	if e.gen == 0 { // wrapped: entries of 2^32 messages ago would look valid
+		e.seen = [cacheSize]cacheEntry{}
+		e.gen = 1
+	}
 }
 
 // Len is the number of points encoded since the last Reset.
@@ -72,6 +93,7 @@ func (e *Encoder) Size() int { return len(e.body) + len(Magic) + 3*binary.MaxVar
 func (e *Encoder) Encode(p *protocols.Point) {
 	if e.strs == nil {
 		e.strs = make(map[string]int, 64)
+		e.gen = 1
 	}
 	e.str(p.Measurement)
 	e.body = binary.AppendUvarint(e.body, uint64(len(p.Tags)))
@@ -111,10 +133,18 @@ func (e *Encoder) Encode(p *protocols.Point) {
 }
 
 func (e *Encoder) str(s string) {
+	p := unsafe.StringData(s)
+	c := &e.seen[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(s)))%cacheSize]
+	if c.p == p && c.n == int32(len(s)) && c.gen == e.gen && p != nil {
+		e.body = binary.AppendUvarint(e.body, uint64(c.idx+1))
+		return
+	}
 	if i, ok := e.strs[s]; ok {
+		*c = cacheEntry{p: p, n: int32(len(s)), gen: e.gen, idx: int32(i)}
 		e.body = binary.AppendUvarint(e.body, uint64(i+1))
 		return
 	}
+	*c = cacheEntry{p: p, n: int32(len(s)), gen: e.gen, idx: int32(len(e.strs))}
 	e.strs[s] = len(e.strs)
 	e.body = append(e.body, 0)
 	e.body = binary.AppendUvarint(e.body, uint64(len(s)))

@@ -188,12 +188,23 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// benchPoints are sim city points as the collector holds them: decoded
+// from line protocol, so that repeated strings share their bytes.
 func benchPoints() []protocols.Point {
 	params := sim.Params{Stations: 100, Seed: 3, Interval: time.Minute, Start: time.Unix(1767225600, 0)}
-	var pts []protocols.Point
+	var gen []protocols.Point
 	for tick := range 10 {
-		pts = append(pts, sim.Generate(params, tick)...)
+		gen = append(gen, sim.Generate(params, tick)...)
 	}
+	lp, err := protocols.AppendLines(nil, gen, protocols.Nanosecond)
+	if err != nil {
+		panic(err)
+	}
+	var pts []protocols.Point
+	protocols.Decode(lp, protocols.DecodeOptions{}, func(p protocols.Point) error {
+		pts = append(pts, p)
+		return nil
+	})
 	return pts
 }
 
