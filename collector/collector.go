@@ -18,6 +18,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/config"
 	"github.com/citysense/citysense/collector/internal/ingest"
+	"github.com/citysense/citysense/collector/internal/sta"
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/enrich"
 	"github.com/citysense/citysense/enrich/schema"
@@ -239,6 +240,11 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	if c.chain.Stations() != nil {
 		apiOpts.Registry = registryView{c.chain}
 	}
+	staOpts := sta.Options{Store: st, PublicURL: cfg.HTTP.PublicURL, Contracts: func() []schema.Contract { return schema.ContractsOf(c.chain) }}
+	if apiOpts.Registry != nil {
+		staOpts.Registry = registryView{c.chain}
+	}
+	apiOpts.STA = sta.New(staOpts, c.log)
 	handler := api.New(apiOpts, c.log)
 	srv := api.NewServer(handler, c.log)
 

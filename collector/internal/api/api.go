@@ -64,6 +64,8 @@ type Options struct {
 	// Contracts are the measurement schemas served at /api/v1/schema;
 	// nil serves an empty list.
 	Contracts func() any
+	// STA serves OGC SensorThings under /sta/v1.1/; nil leaves it out.
+	STA http.Handler
 }
 
 // API is the collector's HTTP handler.
@@ -145,6 +147,9 @@ func New(opts Options, log *slog.Logger) *API {
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
+	if opts.STA != nil {
+		a.mux.Handle("/sta/v1.1/", opts.STA)
+	}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /metrics", a.metrics)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,11 @@ type HTTP struct {
 	// as sent and after gzip decompression, so that a small compressed
 	// body cannot expand into all of memory.
 	MaxBody confx.Size `yaml:"max_body"`
+	// PublicURL is the collector's root as the public reaches it (behind
+	// a reverse proxy), e.g. https://data.example.city; links in answers
+	// (SensorThings) start with it. Empty: links follow the request and
+	// its X-Forwarded-Proto, -Host and -Prefix headers.
+	PublicURL string `yaml:"public_url"`
 }
 
 // NATS is the embedded NATS server that agents publish to.
@@ -295,6 +301,11 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 	}
 	if c.HTTP.MaxBody < 64<<10 || c.HTTP.MaxBody > 1<<30 {
 		add("http.max_body", "%d bytes: want 64KiB to 1GiB", int64(c.HTTP.MaxBody))
+	}
+	if p := c.HTTP.PublicURL; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("http.public_url", "%q: want an absolute http or https URL without query, e.g. https://data.example.city", p)
+		}
 	}
 	t := c.NATS.TLS
 	switch {
