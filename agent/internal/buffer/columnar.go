@@ -18,10 +18,11 @@ import (
 // timestamps and fields are stored as columns of small deltas:
 //
 //	version  byte (colVersion)
-//	blocks   uvarint n, then per block:
+//	strings  uvarint n, then n strings (uvarint length + bytes): the
+//	         batch's distinct measurements, tag keys and values, field keys
+//	blocks   uvarint n, then per block, strings as indexes into the table:
 //	         measurement, tag count, tags (key, value), field count,
 //	         fields (key, kind byte), row count
-//	         (strings as uvarint length + bytes)
 //	times    per block: first time − the previous block's first time,
 //	         first interval − the previous block's first interval,
 //	         then the change of interval (delta of delta) per further row;
@@ -46,6 +47,11 @@ const (
 	colVersion  = 1
 	maxDecimals = 18 // 10^18 and below are exact in float64; m fits int64
 	modeRaw     = 0xff
+	// maxExact bounds the scaled integers: up to 2^53 an integer is exact
+	// in float64, so m / 10^d computed in float64 is the correctly rounded
+	// value of the decimal number, which is also what parsing its text
+	// gives. That lets the uplink write the number as text directly.
+	maxExact = 1 << 53
 	// maxColumnarPoints bounds what one body may claim to hold, so that a
 	// damaged body cannot make the decoder allocate without end.
 	maxColumnarPoints = 1 << 24
@@ -100,14 +106,14 @@ var ipow10 = func() (p [maxDecimals + 1]int64) {
 }()
 
 // decimalOf finds the fewest decimals d with which v is an integer m over
-// 10^d, exactly: float64(m)/10^d, which is what the decoder computes, has
-// v's bits. ok is false when there is none (−0, NaN, ±Inf, 1e300, most
-// results of arithmetic).
+// 10^d, |m| ≤ 2^53, exactly: float64(m)/10^d, which is what the decoder
+// computes, has v's bits. ok is false when there is none (−0, NaN, ±Inf,
+// 1e300, 5e-324, many results of arithmetic).
 func decimalOf(v float64) (m int64, d int, ok bool) {
 	bits := math.Float64bits(v)
 	for d = 0; d <= maxDecimals; d++ {
 		r := math.Round(v * pow10[d])
-		if !(math.Abs(r) < 1<<62) { // also false for NaN
+		if !(math.Abs(r) <= maxExact) { // also false for NaN
 			return 0, 0, false
 		}
 		m = int64(r)
@@ -126,14 +132,28 @@ type colBlock struct {
 // colEncoder encodes batches; pooled, it keeps its maps and slices.
 type colEncoder struct {
 	index  map[string]int
+	strs   map[string]uint32 // the batch's string table: names, tag values
+	list   []string
 	blocks []colBlock
 	key    []byte
+	hdr    []byte
 	ms     []int64
 	ds     []int8
 	exc    []int32
 }
 
-var colEncoders = sync.Pool{New: func() any { return &colEncoder{index: map[string]int{}} }}
+var colEncoders = sync.Pool{New: func() any { return &colEncoder{index: map[string]int{}, strs: map[string]uint32{}} }}
+
+// str returns the index of s in the string table, adding it.
+func (e *colEncoder) str(s string) uint64 {
+	i, ok := e.strs[s]
+	if !ok {
+		i = uint32(len(e.list))
+		e.strs[s] = i
+		e.list = append(e.list, s)
+	}
+	return uint64(i)
+}
 
 // blockKey identifies a point's block: measurement, tags, field keys and
 // kinds, each length-prefixed so that no two sets share a key.
@@ -168,6 +188,9 @@ func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
 	e := colEncoders.Get().(*colEncoder)
 	defer func() {
 		clear(e.index)
+		clear(e.strs)
+		clear(e.list)
+		e.list = e.list[:0]
 		for i := range e.blocks {
 			clear(e.blocks[i].rows)
 			e.blocks[i].rows = e.blocks[i].rows[:0]
@@ -193,23 +216,32 @@ func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
 		}
 	}
 
-	b := append(dst, colVersion)
-	b = binary.AppendUvarint(b, uint64(len(e.blocks)))
+	// Block headers refer to a table of the batch's distinct strings: a
+	// station's id appears in several blocks, "air" in hundreds.
+	hdr := e.hdr[:0]
 	for _, bl := range e.blocks {
 		p := bl.rows[0]
-		b = appendString(b, p.Measurement)
-		b = binary.AppendUvarint(b, uint64(len(p.Tags)))
+		hdr = binary.AppendUvarint(hdr, e.str(p.Measurement))
+		hdr = binary.AppendUvarint(hdr, uint64(len(p.Tags)))
 		for _, t := range p.Tags {
-			b = appendString(b, t.Key)
-			b = appendString(b, t.Value)
+			hdr = binary.AppendUvarint(hdr, e.str(t.Key))
+			hdr = binary.AppendUvarint(hdr, e.str(t.Value))
 		}
-		b = binary.AppendUvarint(b, uint64(len(p.Fields)))
+		hdr = binary.AppendUvarint(hdr, uint64(len(p.Fields)))
 		for _, f := range p.Fields {
-			b = appendString(b, f.Key)
-			b = append(b, byte(f.Value.Kind()))
+			hdr = binary.AppendUvarint(hdr, e.str(f.Key))
+			hdr = append(hdr, byte(f.Value.Kind()))
 		}
-		b = binary.AppendUvarint(b, uint64(len(bl.rows)))
+		hdr = binary.AppendUvarint(hdr, uint64(len(bl.rows)))
 	}
+	e.hdr = hdr
+	b := append(dst, colVersion)
+	b = binary.AppendUvarint(b, uint64(len(e.list)))
+	for _, s := range e.list {
+		b = appendString(b, s)
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.blocks)))
+	b = append(b, hdr...)
 
 	// Times: blocks of one tick start together and step alike, so each
 	// block's start and first step are coded against the previous block's.
@@ -296,6 +328,11 @@ func (e *colEncoder) appendFloats(b []byte, rows []*protocols.Point, fi int) []b
 				continue
 			}
 			m *= s
+		}
+		if m > maxExact || m < -maxExact {
+			e.exc = append(e.exc, int32(j))
+			e.ds[j] = -1
+			continue
 		}
 		if math.Float64bits(float64(m)/pow10[maxD]) != math.Float64bits(r.Fields[fi].Value.FloatV()) {
 			e.exc = append(e.exc, int32(j))
@@ -416,12 +453,12 @@ func (r *colReader) string() string {
 	return s
 }
 
-// colHeader is a decoded block header.
+// colHeader is a decoded block header. Its strings are indexes into the
+// string table; its tags and fields are ranges of the decoder's slices.
 type colHeader struct {
-	measurement string
-	tags        []protocols.Tag
-	keys        []string
-	kinds       []protocols.Kind
+	measurement int32
+	tags, ntags int // tags[2*i], tags[2*i+1]: key and value of tag i in colDecoder.tagStrs
+	keys, nkeys int // field keys in colDecoder.keyStrs, their kinds in colDecoder.kinds
 	rows        int
 	times       int // offset of the block's times in colDecoder.times
 	values      int // offset of its values (field-major) in colDecoder.vals
@@ -429,10 +466,36 @@ type colHeader struct {
 
 // colDecoder holds a decode's scratch space; pooled.
 type colDecoder struct {
-	blocks []colHeader
-	times  []int64
+	strs    []string
+	tagStrs []int32
+	keyStrs []int32
+	kinds   []protocols.Kind
+	blocks  []colHeader
+	times   []int64
 	vals   []protocols.Value
+	// For float values stored as scaled integers, their decimals and
+	// integer (vals[i] = ms[i] / 10^decs[i]), so that they can be written
+	// as text without a float conversion; decs[i] < 0 for other values.
+	decs   []int8
+	ms     []int64
 	fields []protocols.Field
+}
+
+func getColDecoder() *colDecoder { return colDecoders.Get().(*colDecoder) }
+
+func (d *colDecoder) release() {
+	clear(d.blocks)
+	clear(d.vals) // drop references to strings
+	clear(d.fields)
+	d.blocks, d.times, d.vals, d.fields = d.blocks[:0], d.times[:0], d.vals[:0], d.fields[:0]
+	d.decs, d.ms = d.decs[:0], d.ms[:0]
+	clear(d.strs)
+	d.strs, d.tagStrs, d.keyStrs, d.kinds = d.strs[:0], d.tagStrs[:0], d.keyStrs[:0], d.kinds[:0]
+	// A rare huge batch should not pin its memory in the pool.
+	if cap(d.vals) > 1<<16 {
+		d.vals, d.times, d.decs, d.ms = nil, nil, nil, nil
+	}
+	colDecoders.Put(d)
 }
 
 var colDecoders = sync.Pool{New: func() any { return new(colDecoder) }}
@@ -442,52 +505,85 @@ var colDecoders = sync.Pool{New: func() any { return new(colDecoder) }}
 // A body that does not decode gives an error wrapping errColumnar before
 // any call of fn, and never a panic.
 func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
-	d := colDecoders.Get().(*colDecoder)
-	defer func() {
-		clear(d.blocks)
-		clear(d.vals) // drop references to strings
-		clear(d.fields)
-		d.blocks, d.times, d.vals, d.fields = d.blocks[:0], d.times[:0], d.vals[:0], d.fields[:0]
-		// A rare huge batch should not pin its memory in the pool.
-		if cap(d.vals) > 1<<16 {
-			d.vals, d.times = nil, nil
+	d := getColDecoder()
+	defer d.release()
+	if err := d.parse(body); err != nil {
+		return err
+	}
+	var p protocols.Point
+	for i := range d.blocks {
+		h := &d.blocks[i]
+		p.Measurement, p.Tags = d.strs[h.measurement], nil
+		if h.ntags > 0 {
+			p.Tags = make([]protocols.Tag, h.ntags)
+			for ti := range p.Tags {
+				p.Tags[ti] = protocols.Tag{Key: d.strs[d.tagStrs[h.tags+2*ti]], Value: d.strs[d.tagStrs[h.tags+2*ti+1]]}
+			}
 		}
-		colDecoders.Put(d)
-	}()
+		d.fields = slices.Grow(d.fields[:0], h.nkeys)[:h.nkeys]
+		p.Fields = d.fields
+		for j := range h.rows {
+			p.Time = d.times[h.times+j]
+			for fi := range p.Fields {
+				// Set in full for every row: fn may have changed them.
+				p.Fields[fi] = protocols.Field{Key: d.strs[d.keyStrs[h.keys+fi]], Value: d.vals[h.values+fi*h.rows+j]}
+			}
+			if err := fn(&p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parse reads a columnar body into d's blocks, times and values.
+func (d *colDecoder) parse(body []byte) error {
 	r := &colReader{b: body}
 	if v := r.byte(); r.err == nil && v != colVersion {
 		return colErr("version %d, want %d", v, colVersion)
+	}
+	nstrs := r.count(1)
+	for range nstrs {
+		d.strs = append(d.strs, r.string())
+	}
+	str := func() int32 {
+		i := r.uvarint()
+		if r.err == nil && i >= uint64(len(d.strs)) {
+			r.fail("string %d of %d", i, len(d.strs))
+			return 0
+		}
+		return int32(i)
 	}
 	nblocks := r.count(1)
 	total, nvals := 0, 0
 	for range nblocks {
 		var h colHeader
-		h.measurement = r.string()
-		if nt := r.count(2); nt > 0 {
-			h.tags = make([]protocols.Tag, nt)
+		h.measurement = str()
+		h.ntags = r.count(2)
+		h.tags = len(d.tagStrs)
+		for range h.ntags {
+			d.tagStrs = append(d.tagStrs, str(), str())
 		}
-		for i := range h.tags {
-			h.tags[i].Key = r.string()
-			h.tags[i].Value = r.string()
-		}
-		nf := r.count(2)
-		h.keys, h.kinds = make([]string, nf), make([]protocols.Kind, nf)
-		for i := range nf {
-			h.keys[i] = r.string()
-			h.kinds[i] = protocols.Kind(r.byte())
-			switch h.kinds[i] {
+		h.nkeys = r.count(2)
+		h.keys = len(d.keyStrs)
+		for range h.nkeys {
+			d.keyStrs = append(d.keyStrs, str())
+			kind := protocols.Kind(r.byte())
+			switch kind {
 			case protocols.KindFloat, protocols.KindInt, protocols.KindUint, protocols.KindBool, protocols.KindString:
 			default:
-				r.fail("field %q of unknown kind %d", h.keys[i], h.kinds[i])
+				r.fail("field of unknown kind %d", kind)
 			}
+			d.kinds = append(d.kinds, kind)
 		}
 		h.rows = int(r.count(1))
 		if r.err != nil {
 			return r.err
 		}
-		if h.rows == 0 || h.measurement == "" || nf == 0 {
+		if h.rows == 0 || d.strs[h.measurement] == "" || h.nkeys == 0 {
 			return colErr("empty block")
 		}
+		nf := h.nkeys
 		// Every row takes at least one byte in the times and one per field
 		// in the columns that follow.
 		h.times, h.values = total, nvals
@@ -503,6 +599,8 @@ func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
 	}
 	d.times = slices.Grow(d.times[:0], total)[:total]
 	d.vals = slices.Grow(d.vals[:0], nvals)[:nvals]
+	d.decs = slices.Grow(d.decs[:0], nvals)[:nvals]
+	d.ms = slices.Grow(d.ms[:0], nvals)[:nvals]
 
 	var prevT0, prevD1 int64
 	for i := range d.blocks {
@@ -528,11 +626,15 @@ func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
 
 	for i := range d.blocks {
 		h := &d.blocks[i]
-		for fi, kind := range h.kinds {
-			col := d.vals[h.values+fi*h.rows : h.values+(fi+1)*h.rows]
+		for fi, kind := range d.kinds[h.keys : h.keys+h.nkeys] {
+			lo, hi := h.values+fi*h.rows, h.values+(fi+1)*h.rows
+			col, decs := d.vals[lo:hi], d.decs[lo:hi]
+			for j := range decs {
+				decs[j] = -1
+			}
 			switch kind {
 			case protocols.KindFloat:
-				readFloats(r, col)
+				readFloats(r, col, decs, d.ms[lo:hi])
 			case protocols.KindInt:
 				var v int64
 				for j := range col {
@@ -572,29 +674,12 @@ func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
 	if len(r.b) != 0 {
 		return colErr("%d bytes after the last column", len(r.b))
 	}
-
-	var p protocols.Point
-	for i := range d.blocks {
-		h := &d.blocks[i]
-		p.Measurement, p.Tags = h.measurement, h.tags
-		d.fields = slices.Grow(d.fields[:0], len(h.keys))[:len(h.keys)]
-		p.Fields = d.fields
-		for j := range h.rows {
-			p.Time = d.times[h.times+j]
-			for fi := range p.Fields {
-				// Set in full for every row: fn may have changed them.
-				p.Fields[fi] = protocols.Field{Key: h.keys[fi], Value: d.vals[h.values+fi*h.rows+j]}
-			}
-			if err := fn(&p); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
 }
 
-// readFloats reads one float column into col.
-func readFloats(r *colReader, col []protocols.Value) {
+// readFloats reads one float column into col, and the decimals and scaled
+// integers of its decimal values into decs and ms.
+func readFloats(r *colReader, col []protocols.Value, decs []int8, ms []int64) {
 	mode := r.byte()
 	if r.err != nil {
 		return
@@ -633,6 +718,11 @@ func readFloats(r *colReader, col []protocols.Value) {
 			continue
 		}
 		m += r.varint()
+		if m > maxExact || m < -maxExact {
+			r.fail("scaled value out of range")
+			return
+		}
 		col[j] = protocols.Float(float64(m) / pow10[mode])
+		decs[j], ms[j] = int8(mode), m
 	}
 }

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -83,27 +84,146 @@ func (t *Transcoder) Wire(b *Batch) ([]byte, error) {
 }
 
 // columnarLines appends the points of a columnar body to dst as line
-// protocol. points, when positive, is how many the index says the batch
-// holds; another count means damage.
+// protocol, ns precision. points, when positive, is how many the index
+// says the batch holds; another count means damage.
+//
+// It writes the text itself instead of through protocols.Encoder, three
+// times faster: each block's measurement, tags and field keys are escaped
+// once, and decimal values are written from their scaled integers. The
+// escaping is line-protocol v2's; every point stored passed that encoder's
+// checks on Append, so nothing here needs checking again.
 func columnarLines(dst, body []byte, points int) ([]byte, error) {
-	enc := encoders.Get().(*protocols.Encoder)
-	defer encoders.Put(enc)
-	enc.Reset()
-	n := 0
-	err := decodeColumnar(body, func(p *protocols.Point) error {
-		if err := enc.Encode(p); err != nil {
-			return fmt.Errorf("%w: point %d: %w", errColumnar, n, err)
-		}
-		n++
-		return nil
-	})
-	if err == nil && points > 0 && n != points {
-		err = fmt.Errorf("%w: %d points, the index says %d", errColumnar, n, points)
-	}
-	if err != nil {
+	d := getColDecoder()
+	defer d.release()
+	if err := d.parse(body); err != nil {
 		return nil, err
 	}
-	dst = append(dst, enc.Bytes()...)
-	enc.Reset()
+	if points > 0 && len(d.times) != points {
+		return nil, fmt.Errorf("%w: %d points, the index says %d", errColumnar, len(d.times), points)
+	}
+	var prefix, keyBuf []byte
+	var keyEnds []int
+	for bi := range d.blocks {
+		h := &d.blocks[bi]
+		prefix = appendLPEscaped(prefix[:0], d.strs[h.measurement], &measurementSpecials)
+		for ti := range h.ntags {
+			prefix = append(prefix, ',')
+			prefix = appendLPEscaped(prefix, d.strs[d.tagStrs[h.tags+2*ti]], &keySpecials)
+			prefix = append(prefix, '=')
+			prefix = appendLPEscaped(prefix, d.strs[d.tagStrs[h.tags+2*ti+1]], &keySpecials)
+		}
+		prefix = append(prefix, ' ')
+		keyBuf, keyEnds = keyBuf[:0], keyEnds[:0]
+		for fi := range h.nkeys {
+			if fi > 0 {
+				keyBuf = append(keyBuf, ',')
+			}
+			keyBuf = appendLPEscaped(keyBuf, d.strs[d.keyStrs[h.keys+fi]], &keySpecials)
+			keyBuf = append(keyBuf, '=')
+			keyEnds = append(keyEnds, len(keyBuf))
+		}
+		for j := range h.rows {
+			dst = append(dst, prefix...)
+			for fi := range h.nkeys {
+				from := 0
+				if fi > 0 {
+					from = keyEnds[fi-1]
+				}
+				dst = append(dst, keyBuf[from:keyEnds[fi]]...)
+				vi := h.values + fi*h.rows + j
+				if dec := d.decs[vi]; dec >= 0 {
+					dst = appendDecimal(dst, d.ms[vi], int(dec))
+					continue
+				}
+				v := d.vals[vi]
+				switch v.Kind() {
+				case protocols.KindFloat:
+					dst = strconv.AppendFloat(dst, v.FloatV(), 'g', -1, 64)
+				case protocols.KindInt:
+					dst = append(strconv.AppendInt(dst, v.IntV(), 10), 'i')
+				case protocols.KindUint:
+					dst = append(strconv.AppendUint(dst, v.UintV(), 10), 'u')
+				case protocols.KindBool:
+					dst = strconv.AppendBool(dst, v.BoolV())
+				case protocols.KindString:
+					dst = append(dst, '"')
+					dst = appendLPEscaped(dst, v.StringV(), &stringSpecials)
+					dst = append(dst, '"')
+				}
+			}
+			dst = append(dst, ' ')
+			dst = strconv.AppendInt(dst, d.times[h.times+j], 10)
+			dst = append(dst, '\n')
+		}
+	}
 	return dst, nil
+}
+
+// Characters line protocol escapes with a backslash, by position.
+var (
+	measurementSpecials = byteSet(" ,")
+	keySpecials         = byteSet(",= ") // tag keys and values, field keys
+	stringSpecials      = byteSet("\\\"\n\r\t")
+)
+
+func byteSet(chars string) (set [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		set[chars[i]] = true
+	}
+	return set
+}
+
+// appendLPEscaped appends s with the specials escaped as line protocol
+// does: a backslash before the character, or before n, r, t for a
+// newline, carriage return or tab inside a string.
+func appendLPEscaped(dst []byte, s string, specials *[256]bool) []byte {
+	clean := true
+	for i := 0; i < len(s) && clean; i++ {
+		clean = !specials[s[i]]
+	}
+	if clean {
+		return append(dst, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !specials[c] {
+			dst = append(dst, c)
+			continue
+		}
+		switch c {
+		case '\n':
+			c = 'n'
+		case '\r':
+			c = 'r'
+		case '\t':
+			c = 't'
+		}
+		dst = append(dst, '\\', c)
+	}
+	return dst
+}
+
+// appendDecimal writes m / 10^d as a decimal number: 1234, 2 → 12.34;
+// 5, 3 → 0.005. Parsing the text gives float64(m)/10^d exactly (|m| ≤
+// 2^53, see maxExact).
+func appendDecimal(dst []byte, m int64, d int) []byte {
+	if d == 0 {
+		return strconv.AppendInt(dst, m, 10)
+	}
+	if m < 0 {
+		dst = append(dst, '-')
+		m = -m
+	}
+	var buf [24]byte
+	digits := strconv.AppendInt(buf[:0], m, 10)
+	if len(digits) <= d {
+		dst = append(dst, '0', '.')
+		for range d - len(digits) {
+			dst = append(dst, '0')
+		}
+		return append(dst, digits...)
+	}
+	dst = append(dst, digits[:len(digits)-d]...)
+	dst = append(dst, '.')
+	return append(dst, digits[len(digits)-d:]...)
 }
