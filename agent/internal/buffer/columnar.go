@@ -472,7 +472,7 @@ type colDecoder struct {
 	kinds   []protocols.Kind
 	blocks  []colHeader
 	times   []int64
-	vals   []protocols.Value
+	vals    []protocols.Value
 	// For float values stored as scaled integers, their decimals and
 	// integer (vals[i] = ms[i] / 10^decs[i]), so that they can be written
 	// as text without a float conversion; decs[i] < 0 for other values.
