@@ -1,12 +1,15 @@
 package mqtt
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -86,6 +89,9 @@ func NewPahoClient(cfg ClientConfig) (Client, error) {
 	if cfg.TLS != nil {
 		o.SetTLSConfig(cfg.TLS)
 	}
+	if u, err := url.Parse(cfg.Broker); err == nil && u.Scheme != "ws" && u.Scheme != "wss" {
+		o.SetCustomOpenConnectionFn(openBuffered)
+	}
 	// Messages of a persistent session can arrive before SubscribeMultiple
 	// returns; the default handler takes every message, so nothing is
 	// dropped for want of a route.
@@ -139,6 +145,109 @@ func (pc *pahoClient) Connect(ctx context.Context) error {
 }
 
 func (pc *pahoClient) Disconnect() { pc.c.Disconnect(250) }
+
+// bufferedConn reads through a bufio.Reader and coalesces writes. paho
+// reads each packet's type byte and every byte of its length with a
+// read(2) of its own, and writes every PUBACK with a write(2) of its own:
+// at tens of thousands of messages a second those system calls are most
+// of the input's CPU. Write appends to a buffer that one goroutine writes
+// out, so the acknowledgements of a whole commit leave in one or two
+// writes; an error of the connection is returned by the next Write, and
+// Close flushes what is pending (for at most a second) before closing.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signals pending data, space, closing and errors
+	pending []byte
+	err     error
+	closed  bool
+	done    chan struct{} // closed when the flusher returns
+}
+
+// maxPending is how much Write buffers before it waits for the flusher.
+const maxPending = 1 << 20
+
+func newBufferedConn(conn net.Conn) *bufferedConn {
+	c := &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, 64<<10), done: make(chan struct{})}
+	c.cond = sync.NewCond(&c.mu)
+	go c.flusher()
+	return c
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.pending) >= maxPending && c.err == nil && !c.closed {
+		c.cond.Wait()
+	}
+	switch {
+	case c.err != nil:
+		return 0, c.err
+	case c.closed:
+		return 0, net.ErrClosed
+	}
+	c.pending = append(c.pending, p...)
+	c.cond.Broadcast()
+	return len(p), nil
+}
+
+func (c *bufferedConn) flusher() {
+	defer close(c.done)
+	var out []byte
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		for len(c.pending) == 0 && !c.closed {
+			c.cond.Wait()
+		}
+		if len(c.pending) == 0 {
+			return // closed, nothing left
+		}
+		out, c.pending = c.pending, out[:0]
+		c.mu.Unlock()
+		_, err := c.Conn.Write(out)
+		c.mu.Lock()
+		c.cond.Broadcast()
+		if err != nil {
+			c.err, c.pending = err, nil
+			return
+		}
+	}
+}
+
+func (c *bufferedConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	<-c.done
+	return c.Conn.Close()
+}
+
+// openBuffered dials tcp:// and the TLS schemes as paho does, and wraps the
+// connection in a bufferedConn.
+func openBuffered(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	d := &net.Dialer{Timeout: o.ConnectTimeout}
+	var conn net.Conn
+	var err error
+	switch uri.Scheme {
+	case "tcp", "mqtt":
+		conn, err = d.Dial("tcp", uri.Host)
+	case "ssl", "tls", "mqtts", "tcps":
+		conn, err = tls.DialWithDialer(d, "tcp", uri.Host, o.TLSConfig)
+	default:
+		return nil, fmt.Errorf("unsupported scheme %q", uri.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newBufferedConn(conn), nil
+}
 
 // Interface guards.
 var (
