@@ -798,18 +798,24 @@ func (c *evalCtx) apply(fn string, a []any) any {
 	case "substring":
 		x, ok := str(0)
 		from, ok2 := num(1)
-		if !ok || !ok2 || from < 0 {
+		if !ok || !ok2 || !(from >= 0) {
 			return nil
 		}
 		rs := []rune(x)
-		start := min(int(from), len(rs))
+		// Compare as floats before converting: 1e300 is no int.
+		start := len(rs)
+		if from < float64(len(rs)) {
+			start = int(from)
+		}
 		end := len(rs)
 		if len(a) == 3 {
 			n, ok := num(2)
-			if !ok || n < 0 {
+			if !ok || !(n >= 0) {
 				return nil
 			}
-			end = min(len(rs), start+int(min(n, float64(len(rs)))))
+			if n < float64(end-start) {
+				end = start + int(n)
+			}
 		}
 		return string(rs[start:end])
 	case "year", "month", "day", "hour", "minute", "second", "fractionalseconds":

@@ -202,7 +202,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(raw))
 		return
 	}
-	b, err := json.Marshal(body)
+	b, err := marshal(body)
 	if err != nil {
 		h.log.Error("sta: encode", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
@@ -384,7 +384,7 @@ func (h *Handler) answer(ctx context.Context, r *http.Request) (any, error) {
 				case nil:
 					return rawValue(""), nil
 				}
-				b, err := json.Marshal(v)
+				b, err := marshal(v)
 				if err != nil {
 					return nil, err
 				}
@@ -552,7 +552,7 @@ func (r *req) collection(ctx context.Context, src source, q *query) (obj, error)
 // the cursor or at skip.
 func nextLink(link string, q *query, c *cursor, skip int) string {
 	var parts []string
-	add := func(k, v string) { parts = append(parts, k+"="+url.QueryEscape(v)) }
+	add := func(k, v string) { parts = append(parts, k+"="+escapeOpt(v)) }
 	if q.filterSrc != "" {
 		add("$filter", q.filterSrc)
 	}
@@ -579,6 +579,25 @@ func nextLink(link string, q *query, c *cursor, skip int) string {
 		add("$skiptoken", c.encode())
 	}
 	return link + "?" + strings.Join(parts, "&")
+}
+
+// escapeOpt escapes a query option value for a link: less than
+// url.QueryEscape, so that links stay readable, enough for parseRawQuery
+// and for clients.
+func escapeOpt(v string) string {
+	const keep = "-._~!$'()*,;:@/="
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte(keep, c) >= 0:
+			b.WriteByte(c)
+		default:
+			const hex = "0123456789ABCDEF"
+			b.Write([]byte{'%', hex[c>>4], hex[c&15]})
+		}
+	}
+	return b.String()
 }
 
 // render writes one entity with $select and $expand.

@@ -611,10 +611,10 @@ func (o obj) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(x.k)
+		k, _ := marshal(x.k)
 		b.Write(k)
 		b.WriteByte(':')
-		v, err := json.Marshal(x.v)
+		v, err := marshal(x.v)
 		if err != nil {
 			return nil, err
 		}
@@ -624,9 +624,21 @@ func (o obj) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func (t tval) MarshalJSON() ([]byte, error) { return json.Marshal(formatTime(int64(t))) }
+// marshal is json.Marshal without HTML escaping: links hold '&', and the
+// answers are served as application/json with nosniff.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
 
-func (g geometry) MarshalJSON() ([]byte, error) { return json.Marshal(g.geoJSON()) }
+func (t tval) MarshalJSON() ([]byte, error) { return marshal(formatTime(int64(t))) }
+
+func (g geometry) MarshalJSON() ([]byte, error) { return marshal(g.geoJSON()) }
 
 // formatTime writes ns as RFC 3339 in UTC with as many fraction digits as
 // needed.
