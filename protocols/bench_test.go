@@ -45,3 +45,16 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "points/s")
 }
+
+// BenchmarkDecode_oneLine is one MQTT message's worth of line protocol:
+// the decoder's scratch must be sized to the input, not to a batch.
+func BenchmarkDecode_oneLine(b *testing.B) {
+	data := []byte("air,district=d01,station=s0001 pm25=12.3,pm10=20.1,no2=31.7,temperature=18.4,humidity=63 1735689600000000000\n")
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		_ = Decode(data, DecodeOptions{}, func(Point) error { n++; return nil })
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "points/s")
+}

@@ -1,6 +1,7 @@
 package protocols
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -119,7 +120,7 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 	dec := lineprotocol.NewDecoderWithBytes(data)
 	var errs DecodeErrors
 	var lines lineCounter
-	st := newDecodeState()
+	st := newDecodeState(data)
 	for dec.Next() {
 		p, lerr := st.decodeEntry(dec, prec, now, data, &lines)
 		if lerr != nil {
@@ -194,15 +195,34 @@ type decodeState struct {
 	fields []Field
 	tslab  []Tag
 	fslab  []Field
+	slab   int // size of the next slab
 }
 
-func newDecodeState() *decodeState {
-	return &decodeState{names: make(map[string]string, 64)}
+// Scratch is sized to the input: a one-line MQTT payload must not pay for
+// the slabs of a 5,000-line batch (29 KB per call before this).
+const (
+	maxSlab     = 256 // tags or fields per slab
+	perLineHint = 8   // tags or fields a line is assumed to carry
+	maxNames    = 64  // initial size of the intern map
+)
+
+func newDecodeState(data []byte) *decodeState {
+	lines := bytes.Count(bytes.TrimRight(data, "\n"), []byte{'\n'}) + 1
+	n := min(maxSlab, lines*perLineHint)
+	st := &decodeState{slab: n, tags: make([]Tag, 0, perLineHint), fields: make([]Field, 0, perLineHint)}
+	if lines > 1 {
+		// Interning pays only when names repeat from line to line.
+		st.names = make(map[string]string, min(maxNames, lines*perLineHint))
+	}
+	return st
 }
 
 // intern returns a string equal to b, shared with earlier calls. The map is
 // bounded so that a batch of unique values cannot grow it without limit.
 func (st *decodeState) intern(b []byte) string {
+	if st.names == nil {
+		return string(b)
+	}
 	if s, ok := st.names[string(b)]; ok { // no allocation for the lookup
 		return s
 	}
@@ -218,7 +238,7 @@ func (st *decodeState) carveTags(n int) []Tag {
 		return nil
 	}
 	if len(st.tslab) < n {
-		st.tslab = make([]Tag, max(256, n))
+		st.tslab = make([]Tag, max(st.slab, n))
 	}
 	out := st.tslab[:n:n]
 	st.tslab = st.tslab[n:]
@@ -227,7 +247,7 @@ func (st *decodeState) carveTags(n int) []Tag {
 
 func (st *decodeState) carveFields(n int) []Field {
 	if len(st.fslab) < n {
-		st.fslab = make([]Field, max(256, n))
+		st.fslab = make([]Field, max(st.slab, n))
 	}
 	out := st.fslab[:n:n]
 	st.fslab = st.fslab[n:]
