@@ -76,3 +76,50 @@ fuzz:
 
 clean:
 	rm -rf $(BIN) $(DIST) data
+
+# ---- packages (issue 9): make deb [DEB_ARCHES="amd64 arm64 armhf"] [DEB_VERSION=1.2.3]
+# Debian packages of both programs, built with deploy/deb/build.sh (dpkg-deb)
+# into $(DIST)/deb. The version is the last v* tag, or 0.0.0~git<commit time>.
+DEB_ARCHES   ?= amd64 arm64 armhf
+DEB_VERSION  ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-/+/g'); \
+                  [ -n "$$v" ] && echo "$$v" || echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null).$(COMMIT)")
+DEB_EPOCH    ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+DEB_LDFLAGS  := -s -w -X $(PKG)/internal/cli.version=$(DEB_VERSION) -X $(PKG)/internal/cli.commit=$(COMMIT) -X $(PKG)/internal/cli.date=$(DATE)
+
+.PHONY: deb
+deb:
+	@set -e; for a in $(DEB_ARCHES); do \
+	  case $$a in amd64) goarch=amd64; goarm=;; arm64) goarch=arm64; goarm=;; armhf) goarch=arm; goarm=7;; \
+	    *) echo "deb: architecture $$a: want amd64, arm64 or armhf" >&2; exit 2;; esac; \
+	  for prog in agent collector; do \
+	    bin=$(DIST)/deb/bin/$$a/citysense-$$prog; \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$goarch GOARM=$$goarm $(GO) build -trimpath -buildvcs=false \
+	      -ldflags '$(DEB_LDFLAGS)' -o $$bin ./$$prog/cmd/citysense-$$prog; \
+	    SOURCE_DATE_EPOCH=$(DEB_EPOCH) deploy/deb/build.sh $$prog $$a '$(DEB_VERSION)' $$bin $(DIST)/deb; \
+	  done; \
+	done
+
+# ---- portal (issue 7): make portal
+# The data portal's front-end packages (Leaflet, leaflet.markercluster, uPlot)
+# are installed with npm from collector/internal/portal/web/package-lock.json and
+# their dist files copied into collector/internal/portal/static/vendor, which is
+# committed: `make build` embeds it and needs no npm. Run this after changing
+# web/package.json. axe-core (a dev dependency) stays in node_modules for the
+# browser tests.
+PORTAL_WEB    := collector/internal/portal/web
+PORTAL_VENDOR := collector/internal/portal/static/vendor
+
+.PHONY: portal
+portal:
+	cd $(PORTAL_WEB) && npm ci --no-audit --no-fund
+	rm -rf $(PORTAL_VENDOR) && mkdir -p $(PORTAL_VENDOR)/images
+	cp $(PORTAL_WEB)/node_modules/leaflet/dist/leaflet.js $(PORTAL_WEB)/node_modules/leaflet/dist/leaflet.css $(PORTAL_VENDOR)/
+	cp $(PORTAL_WEB)/node_modules/leaflet/dist/images/* $(PORTAL_VENDOR)/images/
+	cp $(PORTAL_WEB)/node_modules/leaflet/LICENSE $(PORTAL_VENDOR)/LICENSE.leaflet.txt
+	cp $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/leaflet.markercluster.js \
+	   $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/MarkerCluster.css \
+	   $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/MarkerCluster.Default.css $(PORTAL_VENDOR)/
+	cp $(PORTAL_WEB)/node_modules/leaflet.markercluster/MIT-LICENCE.txt $(PORTAL_VENDOR)/LICENSE.markercluster.txt
+	cp $(PORTAL_WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(PORTAL_WEB)/node_modules/uplot/dist/uPlot.min.css $(PORTAL_VENDOR)/
+	cp $(PORTAL_WEB)/node_modules/uplot/LICENSE $(PORTAL_VENDOR)/LICENSE.uplot.txt
+	@ls -l $(PORTAL_VENDOR) | awk 'NR>1 {printf "  %-32s %8d bytes\n", $$9, $$5}'

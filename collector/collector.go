@@ -240,6 +240,11 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	if c.chain.Stations() != nil {
 		apiOpts.Registry = registryView{c.chain}
 	}
+	apiOpts.Live = liveSource{nc: b.Conn(), log: c.log}
+	if apiOpts.Districts, apiOpts.DistrictProperty, err = districtsFile(c.chain, cfg.Dir()); err != nil {
+		ln.Close()
+		return err
+	}
 	staOpts := sta.Options{Store: st, PublicURL: cfg.HTTP.PublicURL, Contracts: func() []schema.Contract { return schema.ContractsOf(c.chain) }}
 	if apiOpts.Registry != nil {
 		staOpts.Registry = registryView{c.chain}

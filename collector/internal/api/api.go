@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -62,8 +64,32 @@ type Options struct {
 	// only the stations seen in the data.
 	Registry Registry
 	// Contracts are the measurement schemas served at /api/v1/schema;
-	// nil serves an empty list.
+	// nil serves an empty list. When they are the schema stage's
+	// []schema.Contract, their numeric fields are the headline values of
+	// /api/v1/stations.
 	Contracts func() any
+	// LatestWindow is how old a station's newest value may be to count as
+	// current in /api/v1/stations; zero means DefaultLatestWindow.
+	LatestWindow time.Duration
+	// Districts is the GeoJSON FeatureCollection of the districts (the geo
+	// stage's file), served with aggregates at /api/v1/districts; nil
+	// serves an empty collection. DistrictProperty names the property
+	// holding a district's name, as in the geo stage.
+	Districts        []byte
+	DistrictProperty string
+	// Live is where /api/v1/live takes the enriched points from; nil
+	// answers it 503. MaxLiveClients bounds the open streams (zero:
+	// DefaultMaxLiveClients), LiveHeartbeat the idle time between comment
+	// lines (zero: DefaultLiveHeartbeat).
+	Live           LiveSource
+	MaxLiveClients int
+	LiveHeartbeat  time.Duration
+	// RateLimit bounds each client address's requests to the public API;
+	// the zero value means DefaultRateLimit, a negative PerSecond turns it
+	// off.
+	RateLimit RateLimit
+	// Portal configures the data portal's pages.
+	Portal portal.Options
 	// STA serves OGC SensorThings under /sta/v1.1/; nil leaves it out.
 	STA http.Handler
 }
@@ -76,6 +102,19 @@ type API struct {
 	set  *metrics.Set
 
 	query *query.Engine
+
+	snapMu sync.Mutex
+	snap   *snapshot
+
+	districtList []district
+	districtsErr error
+
+	openapiDoc  representation
+	hub         *liveHub
+	liveStop    chan struct{} // closed on shutdown: ends the live streams
+	stopOnce    sync.Once
+	limiter     *limiter
+	rateLimited *metrics.Counter
 
 	writeSlots        chan struct{} // one per write request being processed
 	writePoints       *metrics.Counter
@@ -104,6 +143,18 @@ func New(opts Options, log *slog.Logger) *API {
 	if opts.Write.MaxLine <= 0 {
 		opts.Write.MaxLine = DefaultWriteLimits().MaxLine
 	}
+	if opts.LatestWindow <= 0 {
+		opts.LatestWindow = DefaultLatestWindow
+	}
+	if opts.MaxLiveClients <= 0 {
+		opts.MaxLiveClients = DefaultMaxLiveClients
+	}
+	if opts.LiveHeartbeat <= 0 {
+		opts.LiveHeartbeat = DefaultLiveHeartbeat
+	}
+	if opts.RateLimit == (RateLimit{}) {
+		opts.RateLimit = DefaultRateLimit()
+	}
 	set := metrics.NewSet()
 	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: set,
 		query:             &query.Engine{Source: opts.Store, MaxPoints: opts.MaxPoints, MaxSeries: opts.MaxSeries, Now: opts.Now},
@@ -112,6 +163,22 @@ func New(opts Options, log *slog.Logger) *API {
 		writeRejected:     set.NewCounter("citysense_api_write_rejected_lines_total"),
 		writeBytes:        set.NewCounter("citysense_api_write_bytes_total"),
 		writeUnauthorized: set.NewCounter("citysense_api_write_unauthorized_total"),
+		rateLimited:       set.NewCounter("citysense_api_rate_limited_total"),
+		liveStop:          make(chan struct{}),
+	}
+	// Gzipping bytes into memory cannot fail.
+	a.openapiDoc, _ = newRepresentation(openapiJSON)
+	if opts.RateLimit.PerSecond > 0 && opts.RateLimit.Burst > 0 {
+		a.limiter = newLimiter(opts.RateLimit)
+	}
+	if opts.Live != nil {
+		a.hub = newLiveHub(opts.Live, opts.MaxLiveClients, opts.LiveHeartbeat, set)
+	}
+	if opts.Districts != nil {
+		a.districtList, a.districtsErr = parseDistricts(opts.Districts, opts.DistrictProperty)
+		if a.districtsErr != nil {
+			a.log.Error("api: districts file unusable; /api/v1/districts answers 500", "err", a.districtsErr)
+		}
 	}
 	// Influx write compatibility: what Telegraf's outputs.influxdb and
 	// outputs.influxdb_v2 send.
@@ -140,10 +207,9 @@ func New(opts Options, log *slog.Logger) *API {
 	a.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	a.mux.HandleFunc("GET /api/v1/series", a.series)
-	a.mux.HandleFunc("GET /api/v1/latest", a.latest)
-	a.mux.HandleFunc("GET /api/v1/stations", a.stations)
-	a.mux.HandleFunc("GET /api/v1/schema", a.schema)
+	for _, rt := range a.publicRoutes() {
+		a.mux.HandleFunc(rt.pattern, rt.handler)
+	}
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
@@ -153,8 +219,32 @@ func New(opts Options, log *slog.Logger) *API {
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.HandleFunc("GET /metrics", a.metrics)
-	a.mux.Handle("GET /{$}", portal.New(opts.Store, log))
+	ph := portal.New(opts.Portal, log)
+	for _, p := range []string{"GET /{$}", "GET /index.html", "GET /portal/config.json", "GET /assets/"} {
+		a.mux.Handle(p, ph)
+	}
 	return a
+}
+
+// route is one endpoint of the public API.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// publicRoutes are the public API's endpoints; each is described in
+// openapi.json (a test holds the two in step).
+func (a *API) publicRoutes() []route {
+	return []route{
+		{"GET /api/v1/series", a.series},
+		{"GET /api/v1/latest", a.latest},
+		{"GET /api/v1/stations", a.stations},
+		{"GET /api/v1/stations/{id}", a.station},
+		{"GET /api/v1/districts", a.districts},
+		{"GET /api/v1/live", a.live},
+		{"GET /api/v1/schema", a.schema},
+		{"GET /api/openapi.json", a.openapi},
+	}
 }
 
 // Metrics is the API's own metrics set:
@@ -175,6 +265,18 @@ func writable(path string) bool {
 // ServeHTTP applies the limits common to every endpoint and dispatches.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK, head: r.Method == http.MethodHead}
+	if public(r.URL.Path) {
+		if !a.servePublic(sw, r) {
+			a.count("public", sw.code)
+			return
+		}
+		if r.URL.Path != "/api/v1/live" {
+			ctx, cancel := context.WithTimeout(r.Context(), publicTimeout)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !writable(r.URL.Path) {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; the API is read-only")
@@ -182,7 +284,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, pattern := a.mux.Handler(r)
-	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK, head: r.Method == http.MethodHead}
 	a.mux.ServeHTTP(sw, r)
 	if pattern == "" {
 		pattern = "other"
@@ -368,7 +469,7 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = cli.Discard()
 	}
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -379,7 +480,16 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for requests to finish; live streams never do unless
+	// told to.
+	if a, ok := h.(*API); ok {
+		srv.RegisterOnShutdown(a.closeLive)
+	}
+	return srv
 }
+
+// closeLive ends every open live stream.
+func (a *API) closeLive() { a.stopOnce.Do(func() { close(a.liveStop) }) }
 
 // Interface guards.
 var _ http.Handler = (*API)(nil)

@@ -20,7 +20,7 @@ var now = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func sec(s int64) int64 { return now.Unix()*1e9 + s*1e9 }
 
-func testStore(t *testing.T) *store.Store {
+func testStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "store.db"), nil)
 	if err != nil {
@@ -53,12 +53,15 @@ func testStore(t *testing.T) *store.Store {
 	return st
 }
 
-func newTestAPI(t *testing.T, opts Options) *API {
+func newTestAPI(t testing.TB, opts Options) *API {
 	t.Helper()
 	if opts.Store == nil {
 		opts.Store = testStore(t)
 	}
 	opts.Now = func() time.Time { return now }
+	if opts.RateLimit == (RateLimit{}) {
+		opts.RateLimit.PerSecond = -1 // the table tests send many requests at once
+	}
 	return New(opts, nil)
 }
 
@@ -327,8 +330,14 @@ func TestAPI_metrics(t *testing.T) {
 func TestAPI_portal(t *testing.T) {
 	a := newTestAPI(t, Options{})
 	rec := do(a, "GET", "/")
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `href="/api/v1/series?station=s0002&amp;field=pm25"`) {
-		t.Errorf("portal: %d\n%s", rec.Code, rec.Body)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `<div id="map" class="map"`) ||
+		!strings.Contains(rec.Header().Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Errorf("portal: %d %v\n%s", rec.Code, rec.Header(), rec.Body)
+	}
+	for _, path := range []string{"/assets/app.js", "/portal/config.json", "/index.html"} {
+		if rec := do(a, "GET", path); rec.Code != 200 {
+			t.Errorf("GET %s = %d", path, rec.Code)
+		}
 	}
 	if rec := do(a, "GET", "/nope"); rec.Code != 404 {
 		t.Errorf("GET /nope = %d, want 404", rec.Code)

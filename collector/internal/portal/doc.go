@@ -1,12 +1,17 @@
-// Package portal serves the public data portal's web pages. For the walking
-// skeleton that is one placeholder page listing the known stations with
-// links to their series in the public API; the real UI (built with npm,
-// embedded) replaces it later behind the same Handler.
+// Package portal serves the public data portal: one HTML document whose
+// views (map, station, district, about) are addressed by the URL fragment,
+// the portal's own JavaScript and CSS, message catalogues (English,
+// German) and the dist files of its npm dependencies (Leaflet,
+// leaflet.markercluster, uPlot), all embedded with go:embed from static/.
+// `make portal` installs the npm packages from web/package-lock.json and
+// copies their dist files into static/vendor; the result is committed, so
+// a Go build needs no npm.
 //
-// Everything shown comes from sensors and agents, so it is untrusted: pages
-// are rendered with html/template (contextual escaping) and served with a
-// strict Content-Security-Policy.
+// The pages read only the public API (/api/v1/...), like any other
+// client. Everything shown comes from sensors and agents, so the scripts
+// put text into the page with textContent, never as markup, and the
+// handler sends a Content-Security-Policy without 'unsafe-inline': scripts
+// and styles come only from the portal's own files.
 //
-// It reads stations through the narrow Stations interface and must not
-// import the bus, ingest or api packages.
+// It must not import the store, the bus, ingest or api packages.
 package portal

@@ -1,86 +1,107 @@
 package portal
 
 import (
-	"errors"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/citysense/citysense/collector/internal/store"
 )
 
-type fakeStations struct {
-	sts []store.Station
-	err error
-}
-
-func (f fakeStations) Stations() ([]store.Station, error) { return f.sts, f.err }
-
-func render(t *testing.T, src Stations) *httptest.ResponseRecorder {
+func get(t *testing.T, h http.Handler, target string, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
-	h := New(src, nil)
-	h.now = func() time.Time { return time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC) }
+	req := httptest.NewRequest("GET", target, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	h.ServeHTTP(rec, req)
 	return rec
 }
 
-func TestHandler_ServeHTTP_listsStations(t *testing.T) {
-	rec := render(t, fakeStations{sts: []store.Station{
-		{ID: "s0001", District: "d01", Measurements: []string{"air", "noise"}, LastSeen: time.Date(2025, 1, 1, 0, 0, 10, 0, time.UTC).UnixNano()},
-		{ID: "s0002", Measurements: []string{"air"}, LastSeen: 0},
-	}})
-	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" {
-		t.Fatalf("status %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
+func TestHandler_index(t *testing.T) {
+	h := New(Options{}, nil)
+	rec := get(t, h, "/")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("%d %v", rec.Code, rec.Header())
+	}
+	want := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; " +
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+	if csp := rec.Header().Get("Content-Security-Policy"); csp != want {
+		t.Errorf("CSP\n got %s\nwant %s", csp, want)
+	}
+	if strings.Contains(rec.Header().Get("Content-Security-Policy"), "unsafe") {
+		t.Errorf("CSP allows unsafe sources")
 	}
 	body := rec.Body.String()
-	for _, want := range []string{
-		"<h2>Stations (2)</h2>",
-		"<td>s0001</td>\n<td>d01</td>\n<td>air, noise</td>\n<td>2025-01-01T00:00:10Z</td>",
-		`<a href="/api/v1/series?station=s0001&amp;field=pm25">series</a>`,
-		"<td>s0002</td>\n<td><span class=\"muted\">unknown</span></td>",
-		"Page generated 2025-01-01T12:00:00Z.",
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("page lacks %q:\n%s", want, body)
+	// No inline script or style: everything comes from files the CSP allows.
+	for _, bad := range []string{"<script>", " style=", "<style", "javascript:", " onclick="} {
+		if strings.Contains(body, bad) {
+			t.Errorf("index.html contains %q", bad)
 		}
 	}
-	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
-		t.Errorf("Content-Security-Policy = %q", csp)
+	etag := rec.Header().Get("ETag")
+	if r := get(t, h, "/", "If-None-Match", etag); r.Code != 304 {
+		t.Errorf("If-None-Match: %d", r.Code)
 	}
 }
 
-// Station ids and districts come from the field; they must come out inert.
-func TestHandler_ServeHTTP_escapes(t *testing.T) {
-	evil := `"><script>alert(1)</script>&x=`
-	rec := render(t, fakeStations{sts: []store.Station{{ID: evil, District: "<b>d</b>", Measurements: []string{"<i>"}}}})
-	body := rec.Body.String()
-	if strings.Contains(body, "<script>") || strings.Contains(body, "<b>") || strings.Contains(body, "<i>") {
-		t.Fatalf("unescaped markup in page:\n%s", body)
+func TestHandler_config(t *testing.T) {
+	tests := []struct {
+		opts   Options
+		config map[string]string
+		img    string
+	}{
+		{Options{}, map[string]string{"tile_url": "", "tile_attribution": "", "licence": "CC BY 4.0",
+			"licence_url": "https://creativecommons.org/licenses/by/4.0/", "attribution": "CitySense contributors"}, "img-src 'self' data:;"},
+		{Options{TileURL: "https://tiles.example.org/{z}/{x}/{y}.png", TileAttribution: "© Example", Licence: "ODbL", LicenceURL: "https://opendatacommons.org/licenses/odbl/", Attribution: "City of X"},
+			map[string]string{"tile_url": "https://tiles.example.org/{z}/{x}/{y}.png", "tile_attribution": "© Example", "licence": "ODbL",
+				"licence_url": "https://opendatacommons.org/licenses/odbl/", "attribution": "City of X"}, "img-src 'self' data: https://tiles.example.org;"},
+		// Not an http(s) template: dropped, the map draws without tiles.
+		{Options{TileURL: "javascript:alert(1)//{z}"}, map[string]string{"tile_url": "", "tile_attribution": "", "licence": "CC BY 4.0",
+			"licence_url": "https://creativecommons.org/licenses/by/4.0/", "attribution": "CitySense contributors"}, "img-src 'self' data:;"},
 	}
-	for _, want := range []string{
-		`<td>&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;x=</td>`,
-		`href="/api/v1/series?station=%22%3e%3cscript%3ealert%281%29%3c%2fscript%3e%26x%3d&amp;field=pm25"`,
-		`<td>&lt;b&gt;d&lt;/b&gt;</td>`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("page lacks %q:\n%s", want, body)
+	for _, tt := range tests {
+		rec := get(t, New(tt.opts, nil), "/portal/config.json")
+		var got map[string]string
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("%v %v", err, rec.Header())
+		}
+		for k, v := range tt.config {
+			if got[k] != v {
+				t.Errorf("%+v: %s = %q, want %q", tt.opts, k, got[k], v)
+			}
+		}
+		if !strings.Contains(rec.Header().Get("Content-Security-Policy"), tt.img) {
+			t.Errorf("%+v: CSP %q lacks %q", tt.opts, rec.Header().Get("Content-Security-Policy"), tt.img)
 		}
 	}
 }
 
-func TestHandler_ServeHTTP_empty(t *testing.T) {
-	rec := render(t, fakeStations{})
-	if !strings.Contains(rec.Body.String(), "No station has reported yet.") {
-		t.Errorf("empty page:\n%s", rec.Body.String())
+func TestHandler_assetsAndNotFound(t *testing.T) {
+	h := New(Options{}, nil)
+	tests := []struct {
+		target string
+		code   int
+		ctype  string
+	}{
+		{"/assets/app.js", 200, "text/javascript; charset=utf-8"},
+		{"/assets/app.css", 200, "text/css; charset=utf-8"},
+		{"/assets/i18n/de.json", 200, "application/json"},
+		{"/assets/vendor/leaflet.js", 200, "text/javascript; charset=utf-8"},
+		{"/assets/vendor/uPlot.iife.min.js", 200, "text/javascript; charset=utf-8"},
+		{"/assets/nope.js", 404, ""},
+		{"/assets/../portal.go", 404, ""},
+		{"/assets/", 404, ""},
+		{"/station/s0001", 404, ""},
 	}
-}
-
-func TestHandler_ServeHTTP_storeError(t *testing.T) {
-	rec := render(t, fakeStations{err: errors.New("boom")})
-	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "boom") {
-		t.Errorf("status %d body %q; want 500 without internals", rec.Code, rec.Body.String())
+	for _, tt := range tests {
+		rec := get(t, h, tt.target)
+		if rec.Code != tt.code || (tt.ctype != "" && rec.Header().Get("Content-Type") != tt.ctype) {
+			t.Errorf("%s: %d %q, want %d %q", tt.target, rec.Code, rec.Header().Get("Content-Type"), tt.code, tt.ctype)
+		}
+		if tt.code == 200 && (rec.Body.Len() == 0 || rec.Header().Get("Cache-Control") != "public, max-age=300") {
+			t.Errorf("%s: %d bytes, Cache-Control %q", tt.target, rec.Body.Len(), rec.Header().Get("Cache-Control"))
+		}
 	}
 }
