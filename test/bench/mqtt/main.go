@@ -326,7 +326,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 			if ctx.Err() != nil {
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(25 * time.Millisecond)
 		}
 	}()
 	var wg sync.WaitGroup
@@ -385,7 +385,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 		if time.Since(lastMove) > 15*time.Second {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond)
 	}
 	res.cpu = map[string]time.Duration{}
 	for _, p := range r.procs {
