@@ -227,7 +227,8 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		Ready:       b.Ready,
 		Metrics:     []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics(), st.Metrics(), c.enrichSet, b.Metrics()},
 		Credentials: creds,
-		Bus:         b,
+		// Written batches go straight to the enrich stage and CS_SERIES.
+		Bus: series,
 		Write: api.WriteLimits{
 			MaxBody:   int64(cfg.HTTP.MaxBody),
 			MaxPast:   cfg.MaxPast(),
@@ -341,7 +342,7 @@ var (
 	_ api.Store       = (*store.Store)(nil)
 	_ api.Credentials = (*auth.Credentials)(nil)
 	_ bus.Credentials = (*auth.Credentials)(nil)
-	_ api.Publisher   = (*bus.Bus)(nil)
+	_ api.Publisher   = (*ingest.SeriesPublisher)(nil)
 	_ api.Registry    = registryView{}
 	_ ingest.Enricher = (*enrich.Chain)(nil)
 )

@@ -20,32 +20,28 @@ import (
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/ingest"
 	"github.com/citysense/citysense/collector/internal/store"
-	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/protocols"
 )
 
-// fakeBus records what the write endpoints publish.
+// fakeBus records the batches the write endpoints hand on.
 type fakeBus struct {
 	mu   sync.Mutex
-	msgs []fakeMsg
+	msgs []protocols.Batch
 	err  error
 }
 
-type fakeMsg struct {
-	subject, id string
-	data        []byte
-}
-
-func (f *fakeBus) Publish(_ context.Context, subject, id string, data []byte) error {
+func (f *fakeBus) Write(_ context.Context, batches []protocols.Batch) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		return 0, f.err
 	}
-	// Publish may not keep data after it returns; the copy proves the
-	// endpoint does not rely on it.
-	f.msgs = append(f.msgs, fakeMsg{subject, id, bytes.Clone(data)})
-	return nil
+	n := 0
+	for _, b := range batches {
+		f.msgs = append(f.msgs, b)
+		n += len(b.Points)
+	}
+	return n, nil
 }
 
 // lines returns every published line, in order.
@@ -54,13 +50,8 @@ func (f *fakeBus) lines() []string {
 	defer f.mu.Unlock()
 	var out []string
 	for _, m := range f.msgs {
-		// The endpoint publishes the collector's binary format; as line
-		// protocol the tests can state what they expect.
-		pts, err := wire.Decode(m.data, wire.Options{Validate: true})
-		if err != nil {
-			panic(fmt.Sprintf("published message does not decode: %v", err))
-		}
-		lp, err := protocols.AppendLines(nil, pts, protocols.Nanosecond)
+		// As line protocol the tests can state what they expect.
+		lp, err := protocols.AppendLines(nil, m.Points, protocols.Nanosecond)
 		if err != nil {
 			panic(err)
 		}
@@ -258,8 +249,8 @@ func TestAPI_write_statuses(t *testing.T) {
 				t.Errorf("published\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.lines, "\n"))
 			}
 			for _, m := range f.bus.msgs {
-				if m.subject != "cs.raw.http.telegraf" && m.subject != "cs.raw.http.ops" {
-					t.Errorf("subject %q", m.subject)
+				if !strings.HasPrefix(m.ID, "http-telegraf-") && !strings.HasPrefix(m.ID, "http-ops-") {
+					t.Errorf("batch id %q", m.ID)
 				}
 			}
 		})
@@ -309,12 +300,12 @@ func TestAPI_write_busUnavailable(t *testing.T) {
 	}
 }
 
-// A body larger than one NATS message goes out in several, each with its
-// own Nats-Msg-Id, split between lines, none near the 1 MiB max_payload.
+// A large body goes out in several batches, each with its own id, split
+// between lines, none over chunkPoints.
 func TestAPI_write_chunks(t *testing.T) {
 	f := newWriteFixture(t, WriteLimits{})
 	var body strings.Builder
-	const n = 30000
+	const n = 50000
 	for i := range n {
 		fmt.Fprintf(&body, "air,station=s%05d pm25=%d.5 %d\n", i, i, now.Add(-time.Minute).UnixNano()+int64(i))
 	}
@@ -327,13 +318,13 @@ func TestAPI_write_chunks(t *testing.T) {
 	}
 	ids := map[string]bool{}
 	for _, m := range f.bus.msgs {
-		id := m.id
+		id := m.ID
 		if !strings.HasPrefix(id, "http-telegraf-") || ids[id] {
-			t.Errorf("Nats-Msg-Id %q: want unique http-telegraf-<nuid>", id)
+			t.Errorf("batch id %q: want unique http-telegraf-<nuid>", id)
 		}
 		ids[id] = true
-		if len(m.data) > 600<<10 || !wire.Is(m.data) {
-			t.Errorf("message of %d bytes, over the chunk size or not in the wire format", len(m.data))
+		if len(m.Points) > chunkPoints {
+			t.Errorf("batch of %d points, over %d", len(m.Points), chunkPoints)
 		}
 	}
 	if got := f.bus.lines(); strings.Join(got, "\n")+"\n" != body.String() {
@@ -403,8 +394,8 @@ func TestAPI_write_limitWithoutLine(t *testing.T) {
 }
 
 // The Influx v2 wire format, as Telegraf's outputs.influxdb_v2 sends it
-// (gzip, token, precision ms), through a real embedded bus, the ingest
-// worker and the store: the public API serves back exactly what was written.
+// (gzip, token, precision ms), through a real embedded bus, the enrich
+// stage, CS_SERIES, the ingest worker and the store: the public API serves back exactly what was written.
 func TestAPI_write_throughBusIngestStore(t *testing.T) {
 	dir := t.TempDir()
 	creds, err := auth.Open(dir, nil)
@@ -423,7 +414,13 @@ func TestAPI_write_throughBusIngestStore(t *testing.T) {
 	}
 	defer b.Shutdown()
 	st := emptyStore(t)
-	in, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{Stream: bus.StreamRaw}, nil)
+	// As in the collector: written batches go to the enrich stage, which
+	// publishes CS_SERIES partitions; the store consumes those.
+	in, err := ingest.New(b.JetStream(), ingest.Points(st), ingest.Config{Stream: bus.StreamSeries, Durable: "store", TrustWire: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series, err := ingest.NewSeriesPublisher(b.JetStream(), nil, ingest.SeriesConfig{SubjectPrefix: bus.SubjectSeriesPrefix, Partitions: 4}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,8 +428,9 @@ func TestAPI_write_throughBusIngestStore(t *testing.T) {
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- in.Run(ictx) }()
 	defer func() { stopIngest(); <-ingestDone }()
+	<-in.ConsumerReady()
 
-	srv := httptest.NewServer(New(Options{Store: st, Credentials: creds, Bus: b}, nil))
+	srv := httptest.NewServer(New(Options{Store: st, Credentials: creds, Bus: series}, nil))
 	defer srv.Close()
 
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
