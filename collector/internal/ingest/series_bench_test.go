@@ -100,7 +100,7 @@ func BenchmarkRawToSeries_DemoChain(b *testing.B) {
 }
 
 // demoChain builds the enrichment chain of configs/demo/collector.yaml.
-func demoChain(b *testing.B) Enricher {
+func demoChain(b testing.TB) Enricher {
 	_, file, _, _ := runtime.Caller(0)
 	demo := filepath.Join(filepath.Dir(file), "..", "..", "..", "configs", "demo")
 	var cfg struct {

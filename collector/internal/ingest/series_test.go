@@ -3,16 +3,19 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/ring"
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/protocols"
 	"github.com/citysense/citysense/protocols/sim"
 )
@@ -241,6 +244,106 @@ func TestSeriesPublisher_Write_limitsQuarantinePointsOutOfBounds(t *testing.T) {
 	for i, c := range sp.refused {
 		if c.Get() != 1 {
 			t.Errorf("refused[%s] = %d, want 1", limitReasons[i], c.Get())
+		}
+	}
+}
+
+// The write API calls Write from concurrent requests; with the demo's
+// stateful chain (aqi, quality) every point still arrives exactly once.
+func TestSeriesPublisher_Write_concurrent(t *testing.T) {
+	h := newHarness(t)
+	h.holdSeries(t)
+	sp, err := NewSeriesPublisher(h.bus.JetStream(), demoChain(t), SeriesConfig{SubjectPrefix: "cs.series.", Partitions: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, ticks = 4, 5
+	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	errs := make(chan error, writers)
+	total := make(chan int, writers)
+	for w := range writers {
+		go func() {
+			n := 0
+			for tick := range ticks {
+				params := sim.Params{Stations: 10, Seed: int64(w + 1), Interval: time.Minute, Start: start.Add(time.Duration(w) * time.Hour * 24)}
+				pts := sim.Generate(params, tick)
+				k, err := sp.Write(context.Background(), []protocols.Batch{{ID: fmt.Sprintf("w%d-%d", w, tick), Points: pts}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				n += k
+			}
+			total <- n
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := 0
+	for range writers {
+		sum += <-total
+	}
+	if sum == 0 || int(sp.published.Get()) != sum {
+		t.Fatalf("published %d points, Write reported %d", sp.published.Get(), sum)
+	}
+	st, err := h.bus.JetStream().Stream(context.Background(), bus.StreamSeries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 || info.State.Msgs > writers*ticks*4 {
+		t.Fatalf("CS_SERIES holds %d messages for %d batches over 4 partitions", info.State.Msgs, writers*ticks)
+	}
+	// Every generated reading is in the stream once (the chain may add
+	// derived points, such as AQI, but must not lose or repeat one).
+	want := map[string]int{}
+	for w := range writers {
+		for tick := range ticks {
+			params := sim.Params{Stations: 10, Seed: int64(w + 1), Interval: time.Minute, Start: start.Add(time.Duration(w) * time.Hour * 24)}
+			for _, p := range sim.Generate(params, tick) {
+				st, _ := p.Tag("station")
+				want[fmt.Sprintf("%s %s %d", p.Measurement, st, p.Time)]++
+			}
+		}
+	}
+	got := map[string]int{}
+	cons, err := st.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range info.State.Msgs {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := s2.Decode(nil, m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts, err := wire.Decode(body, wire.Options{Validate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pts {
+			st, _ := p.Tag("station")
+			if k := fmt.Sprintf("%s %s %d", p.Measurement, st, p.Time); want[k] > 0 {
+				got[k]++
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d of %d readings in CS_SERIES", len(got), len(want))
+	}
+	for k, n := range got {
+		if n != want[k] {
+			t.Fatalf("%s: %d times, want %d", k, n, want[k])
 		}
 	}
 }
