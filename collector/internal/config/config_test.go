@@ -145,6 +145,11 @@ func TestLoad_problems(t *testing.T) {
 			},
 		},
 		{
+			name: "public url",
+			text: "http:\n  public_url: data.example.city/path?x=1\n",
+			want: []string{`FILE:2: http.public_url: "data.example.city/path?x=1": want an absolute http or https URL without query, e.g. https://data.example.city`},
+		},
+		{
 			name: "decode and validation problems together",
 			text: "log:\n  level: loud\ningest:\n  batch: many\n  retry_delay: 0s\nnode:\n  nam: x\n",
 			want: []string{
