@@ -399,7 +399,8 @@ func (a *API) decodeAndPublish(ctx context.Context, body []byte, prec protocols.
 			return err
 		}
 		res.written += len(pending)
-		pending = make([]protocols.Point, 0, chunkPoints)
+		// The enrich stage keeps nothing of a batch once Write returned.
+		pending = pending[:0]
 		return nil
 	}
 	// Only the first rejections are kept for the answer (which names at

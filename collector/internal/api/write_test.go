@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,9 @@ func (f *fakeBus) Write(_ context.Context, batches []protocols.Batch) (int, erro
 	}
 	n := 0
 	for _, b := range batches {
+		// The endpoint reuses its batch after Write returns; keeping a
+		// copy proves it does not rely on more.
+		b.Points = slices.Clone(b.Points)
 		f.msgs = append(f.msgs, b)
 		n += len(b.Points)
 	}
