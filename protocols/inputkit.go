@@ -2,14 +2,18 @@ package protocols
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
-// What the device inputs share: static tags from their configuration, and
+// What the device inputs share: static tags from their configuration, a
+// request's precision, line protocol with those tags, their counters, and
 // warnings about bad device data that must not flood the log.
 
 // SortedTags turns a configuration's tag map into a tag list sorted by key.
@@ -70,4 +74,40 @@ func (l *LogLimiter) Warn(log *slog.Logger, msg string, args ...any) {
 	l.last, l.dropped = now, 0
 	l.mu.Unlock()
 	log.Warn(msg, args...)
+}
+
+// PrecisionOr parses a request's precision (a query parameter, say); an
+// empty s gives def.
+func PrecisionOr(s string, def Precision) (Precision, error) {
+	if s == "" {
+		return def, nil
+	}
+	return ParsePrecision(s)
+}
+
+// DecodeTagged is DecodeAll in precision prec with tags added to every
+// point that lacks them. Like Decode it returns the valid points along with
+// the error naming the bad lines.
+func DecodeTagged(data []byte, prec Precision, tags []Tag) ([]Point, error) {
+	var pts []Point
+	err := Decode(data, DecodeOptions{Precision: prec}, func(p Point) error {
+		AddMissingTags(&p, tags)
+		pts = append(pts, p)
+		return nil
+	})
+	return pts, err
+}
+
+// InputCounters returns a maker of the counters of one input instance:
+// counter("points") is citysense_input_points_total{input="<typ>",
+// <key>="<value>"} in set (a private set when set is nil, so that an input
+// run without the agent still counts).
+func InputCounters(set *metrics.Set, typ, key, value string) func(name string) *metrics.Counter {
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	labels := fmt.Sprintf(`{input=%q,%s=%q}`, typ, key, value)
+	return func(name string) *metrics.Counter {
+		return set.GetOrCreateCounter("citysense_input_" + name + "_total" + labels)
+	}
 }

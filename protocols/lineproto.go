@@ -117,24 +117,80 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 		maxErrs = 100
 	}
 	prec := opts.Precision.lp()
-	dec := lineprotocol.NewDecoderWithBytes(data)
+	mult := int64(prec.Duration())
 	var errs DecodeErrors
-	var lines lineCounter
+	report := func(lerr *LineError) {
+		if len(errs.Errs) < maxErrs {
+			lerr.Text = lineText(data, lerr.Line)
+			errs.Errs = append(errs.Errs, lerr)
+		} else {
+			errs.Dropped++
+		}
+	}
 	st := newDecodeState(data)
-	for dec.Next() {
-		p, lerr := st.decodeEntry(dec, prec, now, data, &lines)
-		if lerr != nil {
-			if len(errs.Errs) < maxErrs {
-				lerr.Text = lineText(data, lerr.Line)
-				errs.Errs = append(errs.Errs, lerr)
-			} else {
-				errs.Dropped++
+	// general decodes chunk, which starts on line first+1 of data, with
+	// the library's decoder.
+	general := func(chunk []byte, first int) error {
+		dec := lineprotocol.NewDecoderWithBytes(chunk)
+		var lines lineCounter
+		for dec.Next() {
+			p, lerr := st.decodeEntry(dec, prec, now, chunk, &lines)
+			if lerr != nil {
+				lerr.Line += first
+				report(lerr)
+				continue
 			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lineNo := 0
+	for off := 0; off < len(data); {
+		end := bytes.IndexByte(data[off:], '\n')
+		if end < 0 {
+			end = len(data)
+		} else {
+			end += off
+		}
+		line := data[off:end]
+		lineNo++
+		next := end + 1
+		// The general decoder sees the line with its newline, so that
+		// its errors read exactly as they do in a whole batch.
+		withNL := data[off:min(next, len(data))]
+		if len(line) == 0 {
+			off = next
 			continue
 		}
-		if err := fn(p); err != nil {
-			return err
+		switch classify(line) {
+		case lineFast:
+			if p, ok := st.fastLine(line, mult); ok {
+				// As decodeEntry does: the model wants tags sorted and
+				// keys unique.
+				p.SortTags()
+				if err := p.Validate(); err != nil {
+					report(&LineError{Line: lineNo, Column: 1, Err: err})
+				} else if err := fn(p); err != nil {
+					return err
+				}
+				break
+			}
+			if err := general(withNL, lineNo-1); err != nil {
+				return err
+			}
+		case lineSingle:
+			if err := general(withNL, lineNo-1); err != nil {
+				return err
+			}
+		case lineRemainder:
+			if err := general(data[off:], lineNo-1); err != nil {
+				return err
+			}
+			next = len(data)
 		}
+		off = next
 	}
 	if len(errs.Errs) > 0 || errs.Dropped > 0 {
 		return &errs

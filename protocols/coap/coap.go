@@ -123,18 +123,8 @@ type inputMetrics struct {
 
 func (in *Input) metrics() *inputMetrics {
 	if in.m == nil {
-		set := in.set
-		if set == nil {
-			set = metrics.NewSet()
-		}
-		l := fmt.Sprintf(`{input="coap",listen=%q}`, in.Listen)
-		in.m = &inputMetrics{
-			requests:    set.GetOrCreateCounter("citysense_input_requests_total" + l),
-			points:      set.GetOrCreateCounter("citysense_input_points_total" + l),
-			badPayloads: set.GetOrCreateCounter("citysense_input_parse_errors_total" + l),
-			refused:     set.GetOrCreateCounter("citysense_input_writes_refused_total" + l),
-			tooLarge:    set.GetOrCreateCounter("citysense_input_too_large_total" + l),
-		}
+		c := protocols.InputCounters(in.set, "coap", "listen", in.Listen)
+		in.m = &inputMetrics{requests: c("requests"), points: c("points"), badPayloads: c("parse_errors"), refused: c("writes_refused"), tooLarge: c("too_large")}
 	}
 	return in.m
 }
@@ -273,18 +263,11 @@ func (in *Input) Handle(ctx context.Context, acc protocols.Accumulator, path str
 	var perr error
 	switch {
 	case path == "write":
-		prec := in.precision
-		if s, ok := q["precision"]; ok {
-			p, err := protocols.ParsePrecision(s)
-			if err != nil {
-				return codes.BadRequest, err.Error()
-			}
-			prec = p
+		prec, err := protocols.PrecisionOr(q["precision"], in.precision)
+		if err != nil {
+			return codes.BadRequest, err.Error()
 		}
-		perr = protocols.Decode(body, protocols.DecodeOptions{Precision: prec}, func(p protocols.Point) error {
-			pts = append(pts, p)
-			return nil
-		})
+		pts, perr = protocols.DecodeTagged(body, prec, in.tags)
 	case path == "" || strings.Contains(path, "/"):
 		return codes.NotFound, "POST to /write (line protocol) or /<measurement> (JSON)"
 	default:

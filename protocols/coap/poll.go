@@ -140,18 +140,10 @@ type pollMetrics struct {
 }
 
 func (in *Input) pollMetrics(p *Poll) *pollMetrics {
-	set := in.set
-	if set == nil {
-		set = metrics.NewSet()
-	}
-	l := fmt.Sprintf(`{input="coap",url=%q}`, p.URL)
+	c := protocols.InputCounters(in.set, "coap", "url", p.URL)
 	return &pollMetrics{
-		polls:         set.GetOrCreateCounter("citysense_input_polls_total" + l),
-		errors:        set.GetOrCreateCounter("citysense_input_poll_errors_total" + l),
-		points:        set.GetOrCreateCounter("citysense_input_points_total" + l),
-		badPayloads:   set.GetOrCreateCounter("citysense_input_parse_errors_total" + l),
-		refused:       set.GetOrCreateCounter("citysense_input_writes_refused_total" + l),
-		notifications: set.GetOrCreateCounter("citysense_input_notifications_total" + l),
+		polls: c("polls"), errors: c("poll_errors"), points: c("points"), badPayloads: c("parse_errors"),
+		refused: c("writes_refused"), notifications: c("notifications"),
 	}
 }
 
@@ -341,14 +333,11 @@ func (in *Input) store(ctx context.Context, acc protocols.Accumulator, p *Poll, 
 	var perr error
 	if format == "json" {
 		pts, perr = decodeJSON(body, p.measurement, nil, time.Now())
+		for i := range pts {
+			protocols.AddMissingTags(&pts[i], p.tags)
+		}
 	} else {
-		perr = protocols.Decode(body, protocols.DecodeOptions{Precision: p.precision}, func(pt protocols.Point) error {
-			pts = append(pts, pt)
-			return nil
-		})
-	}
-	for i := range pts {
-		protocols.AddMissingTags(&pts[i], p.tags)
+		pts, perr = protocols.DecodeTagged(body, p.precision, p.tags)
 	}
 	if perr != nil {
 		m.badPayloads.Inc()

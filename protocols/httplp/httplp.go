@@ -139,15 +139,10 @@ type inputMetrics struct {
 }
 
 func newInputMetrics(set *metrics.Set, listen string) *inputMetrics {
-	l := fmt.Sprintf(`{input="http",listen=%q}`, listen)
+	c := protocols.InputCounters(set, "http", "listen", listen)
 	return &inputMetrics{
-		requests: set.GetOrCreateCounter("citysense_input_requests_total" + l),
-		points:   set.GetOrCreateCounter("citysense_input_points_total" + l),
-		badLines: set.GetOrCreateCounter("citysense_input_parse_errors_total" + l),
-		badReqs:  set.GetOrCreateCounter("citysense_input_bad_requests_total" + l),
-		tooLarge: set.GetOrCreateCounter("citysense_input_too_large_total" + l),
-		unauth:   set.GetOrCreateCounter("citysense_input_unauthorized_total" + l),
-		refused:  set.GetOrCreateCounter("citysense_input_writes_refused_total" + l),
+		requests: c("requests"), points: c("points"), badLines: c("parse_errors"), badReqs: c("bad_requests"),
+		tooLarge: c("too_large"), unauth: c("unauthorized"), refused: c("writes_refused"),
 	}
 }
 
@@ -204,11 +199,7 @@ func (in *Input) Handler(acc protocols.Accumulator) http.Handler {
 		_ = in.Init(nil)
 	}
 	if in.m == nil {
-		set := in.set
-		if set == nil {
-			set = metrics.NewSet()
-		}
-		in.m = newInputMetrics(set, in.Listen)
+		in.m = newInputMetrics(in.set, in.Listen)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) { in.serveLine(w, r, acc, "precision") })
@@ -311,26 +302,15 @@ func (in *Input) serveLine(w http.ResponseWriter, r *http.Request, acc protocols
 		in.fail(w, http.StatusUnauthorized, "unauthorized", "missing or wrong token")
 		return
 	}
-	prec := in.precision
-	if s := r.URL.Query().Get(precParam); s != "" {
-		p, err := protocols.ParsePrecision(s)
-		if err != nil {
-			in.m.badReqs.Inc()
-			in.fail(w, http.StatusBadRequest, "invalid", err.Error())
-			return
-		}
-		prec = p
+	prec, ok := in.precisionParam(w, r, precParam, in.precision)
+	if !ok {
+		return
 	}
 	body, ok := in.body(w, r)
 	if !ok {
 		return
 	}
-	var pts []protocols.Point
-	decErr := protocols.Decode(body, protocols.DecodeOptions{Precision: prec}, func(p protocols.Point) error {
-		in.addTags(&p)
-		pts = append(pts, p)
-		return nil
-	})
+	pts, decErr := protocols.DecodeTagged(body, prec, in.tags)
 	if !in.commit(w, r, acc, pts) {
 		return
 	}
@@ -401,8 +381,17 @@ func (in *Input) commit(w http.ResponseWriter, r *http.Request, acc protocols.Ac
 	return true
 }
 
-// addTags adds the configured tags to a point that lacks them.
-func (in *Input) addTags(p *protocols.Point) { protocols.AddMissingTags(p, in.tags) }
+// precisionParam reads the request's precision parameter (def when
+// absent) and answers 400 itself when it is bad.
+func (in *Input) precisionParam(w http.ResponseWriter, r *http.Request, param string, def protocols.Precision) (protocols.Precision, bool) {
+	prec, err := protocols.PrecisionOr(r.URL.Query().Get(param), def)
+	if err != nil {
+		in.m.badReqs.Inc()
+		in.fail(w, http.StatusBadRequest, "invalid", err.Error())
+		return prec, false
+	}
+	return prec, true
+}
 
 // pushPoint is one point of /api/v1/push.
 type pushPoint struct {
@@ -423,15 +412,9 @@ func (in *Input) servePush(w http.ResponseWriter, r *http.Request, acc protocols
 		in.fail(w, http.StatusUnauthorized, "unauthorized", "missing or wrong token")
 		return
 	}
-	prec := protocols.Second
-	if s := r.URL.Query().Get("precision"); s != "" {
-		p, err := protocols.ParsePrecision(s)
-		if err != nil {
-			in.m.badReqs.Inc()
-			in.fail(w, http.StatusBadRequest, "invalid", err.Error())
-			return
-		}
-		prec = p
+	prec, ok := in.precisionParam(w, r, "precision", protocols.Second)
+	if !ok {
+		return
 	}
 	body, ok := in.body(w, r)
 	if !ok {
@@ -439,7 +422,7 @@ func (in *Input) servePush(w http.ResponseWriter, r *http.Request, acc protocols
 	}
 	pts, errs := decodePush(body, in.Measurement, prec, time.Now())
 	for i := range pts {
-		in.addTags(&pts[i])
+		protocols.AddMissingTags(&pts[i], in.tags)
 	}
 	if !in.commit(w, r, acc, pts) {
 		return

@@ -472,14 +472,10 @@ type inputMetrics struct {
 }
 
 func newInputMetrics(set *metrics.Set, clientID string) *inputMetrics {
-	l := fmt.Sprintf(`{input="mqtt",client_id=%q}`, clientID)
+	c := protocols.InputCounters(set, "mqtt", "client_id", clientID)
 	return &inputMetrics{
-		messages:    set.GetOrCreateCounter("citysense_input_messages_total" + l),
-		points:      set.GetOrCreateCounter("citysense_input_points_total" + l),
-		parseErrors: set.GetOrCreateCounter("citysense_input_parse_errors_total" + l),
-		unmatched:   set.GetOrCreateCounter("citysense_input_unmatched_messages_total" + l),
-		refused:     set.GetOrCreateCounter("citysense_input_writes_refused_total" + l),
-		batches:     set.GetOrCreateCounter("citysense_input_commits_total" + l),
+		messages: c("messages"), points: c("points"), parseErrors: c("parse_errors"),
+		unmatched: c("unmatched_messages"), refused: c("writes_refused"), batches: c("commits"),
 	}
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -57,16 +56,7 @@ inputs:
         measurement: probe
 `, broker))
 	agent := start(t, "citysense-agent", "run", "-c", cfg, "--data-dir", dataA, "--http", httpA, "--collector", "nats://"+natsC, "--log-format", "json")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	waitFor(t, "the agent to subscribe", 30*time.Second, func() (bool, error) {
-		mosquittoPub(t, broker, "probe", "1", 0)
-		var st agentStatus
-		if err := getJSON(ctx, "http://"+httpA+"/status", &st); err != nil {
-			return false, err
-		}
-		return st.PointsRead > 0, fmt.Errorf("status %+v", st)
-	})
+	waitSubscribed(t, broker, httpA)
 
 	base := time.Now().Add(-time.Hour).Truncate(time.Minute).Unix()
 	garbage := []struct{ topic, payload string }{

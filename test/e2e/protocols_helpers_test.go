@@ -150,3 +150,26 @@ func pointsDiff(got, want [][2]float64) string {
 	}
 	return fmt.Sprintf("got %v, want %v", got, want)
 }
+
+// waitSubscribed publishes QoS 0 probes to the topic "probe" until the agent
+// at httpA has read one: its mqtt input is then subscribed.
+func waitSubscribed(t *testing.T, broker, httpA string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	waitFor(t, "the agent to subscribe", 30*time.Second, func() (bool, error) {
+		mosquittoPub(t, broker, "probe", "1", 0)
+		var st agentStatus
+		if err := getJSON(ctx, "http://"+httpA+"/status", &st); err != nil {
+			return false, err
+		}
+		return st.PointsRead > 0, fmt.Errorf("status %+v", st)
+	})
+}
+
+// recentBase is a whole hour a day ago, in Unix seconds: old enough that
+// test readings an hour or so after it are in the past, recent enough for
+// any max_past a collector may be given.
+func recentBase() int64 {
+	return time.Now().Add(-24 * time.Hour).Truncate(time.Hour).Unix()
+}

@@ -28,7 +28,7 @@ inputs:
 	start(t, "citysense-agent", "run", "-c", cfg, "--data-dir", t.TempDir(), "--http", httpA, "--collector", "nats://"+natsC, "--log-format", "json")
 	waitFor(t, "the http input", 20*time.Second, func() (bool, error) { return httpOK("http://" + listen + "/health") })
 
-	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).Unix()
+	base := recentBase()
 	lp := fmt.Sprintf("air,station=s0001 pm25=12.5,no2=30 %d\nair,station=s0001 pm25=oops %d\nair,station=s0002 pm25=7 %d\n", base, base+60, base+60)
 	code, body := curl(t, "http://"+listen+"/api/v2/write?org=x&bucket=y&precision=s", gzipFile(t, "lp.gz", lp),
 		"Content-Encoding: gzip", "Authorization: Token s3cret")

@@ -55,16 +55,9 @@ inputs:
 	// The subscription exists once a probe gets through.
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	waitFor(t, "the agent to subscribe", 30*time.Second, func() (bool, error) {
-		mosquittoPub(t, broker, "probe", "1", 0)
-		var st agentStatus
-		if err := getJSON(ctx, "http://"+httpA+"/status", &st); err != nil {
-			return false, err
-		}
-		return st.PointsRead > 0, fmt.Errorf("status %+v", st)
-	})
+	waitSubscribed(t, broker, httpA)
 
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	base := recentBase()
 	want := map[seriesKey][][2]float64{}
 	for i := range 5 {
 		ts := base + int64(i)*60
@@ -108,7 +101,14 @@ inputs:
 // exactly once: a message the broker redelivers because the agent died
 // between its buffer commit and the PUBACK carries the same timestamp, so it
 // lands on the same point.
-func TestProtocols_MQTTQoS1KillAgent(t *testing.T) {
+func TestProtocols_MQTTQoS1KillAgent(t *testing.T) { mqttKillAgent(t, 1) }
+
+// TestProtocols_MQTTQoS1KillAgentShared is the same with the input on four
+// connections sharing the subscription ($share/…, client ids -1 … -4):
+// each connection's session keeps what it had in flight.
+func TestProtocols_MQTTQoS1KillAgentShared(t *testing.T) { mqttKillAgent(t, 4) }
+
+func mqttKillAgent(t *testing.T, connections int) {
 	const n = 3000
 	// The broker keeps every message for the absent agent.
 	broker := startMosquitto(t, "max_queued_messages 0\nmax_inflight_messages 20\n")
@@ -121,6 +121,7 @@ inputs:
   - type: mqtt
     broker: tcp://%s
     client_id: e2e-kill-agent
+    connections: %d
     qos: 1
     reconnect_min: 100ms
     reconnect_max: 1s
@@ -132,7 +133,7 @@ inputs:
       - filter: probe
         format: value
         measurement: probe
-`, broker))
+`, broker, connections))
 	args := []string{"run", "-c", cfg, "--data-dir", dataA, "--http", httpA, "--collector", "nats://" + natsC, "--log-format", "json"}
 	agent := start(t, "citysense-agent", args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
@@ -161,7 +162,7 @@ inputs:
 	if err := pubCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).Unix()
+	base := recentBase()
 	pubDone := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriter(stdin)
