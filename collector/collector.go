@@ -22,6 +22,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/enrich"
 	"github.com/citysense/citysense/enrich/schema"
+	"github.com/citysense/citysense/enrich/units"
 	"github.com/citysense/citysense/internal/cli"
 )
 
@@ -246,7 +247,15 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
-	staOpts := sta.Options{Store: st, PublicURL: cfg.HTTP.PublicURL, Contracts: func() []schema.Contract { return schema.ContractsOf(c.chain) }}
+	staOpts := sta.Options{Store: st, PublicURL: cfg.HTTP.PublicURL,
+		Contracts: func() []schema.Contract { return schema.ContractsOf(c.chain) },
+		Units: func() []units.Rule {
+			if u, ok := enrich.Find[*units.Units](c.chain); ok {
+				return u.Convert
+			}
+			return nil
+		},
+	}
 	if apiOpts.Registry != nil {
 		staOpts.Registry = registryView{c.chain}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/enrich"
 	"github.com/citysense/citysense/enrich/schema"
+	"github.com/citysense/citysense/enrich/units"
 	"github.com/citysense/citysense/protocols"
 )
 
@@ -61,7 +62,9 @@ func point(m string, t int64, tags map[string]string, fields map[string]protocol
 	return p
 }
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t *testing.T) *store.Store { return openStoreB(t) }
+
+func openStoreB(t testing.TB) *store.Store {
 	t.Helper()
 	opts := store.DefaultOptions()
 	opts.Now = func() time.Time { return time.Unix(0, t0).Add(24 * time.Hour) }
@@ -112,6 +115,9 @@ func (c *countingStore) ReadRaw(ctx context.Context, refs []store.SeriesRef, fro
 
 func newHandler(st Store, mod func(*Options)) *Handler {
 	opts := Options{Store: st, Registry: testRegistry, Contracts: func() []schema.Contract { return testContracts },
+		Units: func() []units.Rule {
+			return []units.Rule{{Measurement: "noise", Field: "laeq", From: "B", To: "dB(A)"}}
+		},
 		Now: func() time.Time { return time.Unix(0, t0).Add(time.Hour) }}
 	if mod != nil {
 		mod(&opts)
@@ -121,7 +127,7 @@ func newHandler(st Store, mod func(*Options)) *Handler {
 
 // get requests target (a path with raw query) and returns the status and
 // the decoded body (nil when not JSON).
-func get(t *testing.T, h http.Handler, target string, headers ...string) (int, map[string]any, string) {
+func get(t testing.TB, h http.Handler, target string, headers ...string) (int, map[string]any, string) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, "http://example.com"+target, nil)
 	for i := 0; i+1 < len(headers); i += 2 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/citysense/citysense/enrich/schema"
+	"github.com/citysense/citysense/enrich/units"
 	"github.com/citysense/citysense/internal/cli"
 	"github.com/citysense/citysense/protocols"
 )
@@ -24,7 +25,7 @@ const Prefix = "/sta/v1.1"
 
 // Defaults of Options.
 const (
-	DefaultSnapshotTTL = 2 * time.Second
+	DefaultSnapshotTTL = 10 * time.Second
 	DefaultMaxScan     = 5_000_000
 	DefaultMaxEntities = 200_000
 	DefaultTimeout     = 30 * time.Second
@@ -50,6 +51,10 @@ type Options struct {
 	// Contracts are the data contracts (units, descriptions, types); nil
 	// means none.
 	Contracts func() []schema.Contract
+	// Units are the conversions of the units stage: a field converted
+	// there has its target unit when no contract names one. Nil means
+	// none.
+	Units func() []units.Rule
 	// PublicURL is the externally visible root of the collector, e.g.
 	// https://data.example.city; links start with it plus Prefix. Empty:
 	// links follow the request and its X-Forwarded-Proto, -Host and
@@ -116,7 +121,11 @@ func (h *Handler) model() (*model, error) {
 	if h.opts.Contracts != nil {
 		contracts = h.opts.Contracts()
 	}
-	m, err := buildModel(h.opts.Store, h.opts.Registry, contracts, now)
+	var rules []units.Rule
+	if h.opts.Units != nil {
+		rules = h.opts.Units()
+	}
+	m, err := buildModel(h.opts.Store, h.opts.Registry, contracts, rules, now)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/enrich"
 	"github.com/citysense/citysense/enrich/schema"
+	"github.com/citysense/citysense/enrich/units"
 	"github.com/citysense/citysense/protocols"
 )
 
@@ -161,7 +162,7 @@ type Registry interface {
 
 // buildModel reads the registry, the store's stations and series, and the
 // contracts into a snapshot.
-func buildModel(src Store, reg Registry, contracts []schema.Contract, now time.Time) (*model, error) {
+func buildModel(src Store, reg Registry, contracts []schema.Contract, rules []units.Rule, now time.Time) (*model, error) {
 	m := &model{byID: map[string]*station{}, dsByID: map[string]*dstream{}, opByID: map[string]*obsProp{}, built: now}
 	seen, err := src.Stations()
 	if err != nil {
@@ -228,9 +229,20 @@ func buildModel(src Store, reg Registry, contracts []schema.Contract, now time.T
 	}
 
 	contract := map[[2]string]schema.FieldSpec{}
+	for _, r := range rules {
+		f := r.Field
+		if r.Rename != "" {
+			f = r.Rename
+		}
+		contract[[2]string{r.Measurement, f}] = schema.FieldSpec{Name: f, Unit: r.To}
+	}
 	for _, c := range contracts {
 		for _, f := range c.Fields {
-			contract[[2]string{c.Measurement, f.Name}] = f
+			k := [2]string{c.Measurement, f.Name}
+			if f.Unit == "" {
+				f.Unit = contract[k].Unit // the units stage's target
+			}
+			contract[k] = f
 		}
 	}
 	groups, err := src.Groups()

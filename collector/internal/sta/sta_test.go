@@ -40,6 +40,8 @@ func TestHandler_exactJSON(t *testing.T) {
 			`{"name":"Home sensor count","unitOfMeasurement":{"name":"vehicles","symbol":"vehicles","definition":"urn:citysense:unit:vehicles"},` +
 				`"observationType":"http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_CountObservation",` +
 				`"Thing@iot.navigationLink":"` + base + `/Datastreams('s0002:traffic:count')/Thing"}`},
+		{"unit from the units stage", "/sta/v1.1/Datastreams('s0001:noise:laeq')?$select=unitOfMeasurement",
+			`{"unitOfMeasurement":{"name":"dB(A)","symbol":"dB(A)","definition":"urn:citysense:unit:dB(A)"}}`},
 		{"ObservedProperty with contract", "/sta/v1.1/ObservedProperties('air:pm25')?$select=name,definition,description,properties",
 			`{"name":"pm25","definition":"urn:citysense:schema:air:pm25","description":"PM2.5 mass concentration","properties":{"measurement":"air","unit":"µg/m³","type":"float"}}`},
 		{"one Observation", "/sta/v1.1/Observations('s0001:air:pm25:1767225660000000000')",
