@@ -473,3 +473,39 @@ func TestAppendDecimal(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckLines_agreesWithTheEncoder(t *testing.T) {
+	// Append checks points without writing them; it must refuse exactly
+	// what the line-protocol encoder refuses (and measurements starting
+	// with #, which a decoder reads as comments).
+	rng := rand.New(rand.NewPCG(13, 14))
+	alphabet := []string{"a", "", " ", ",", "=", "\\", "\"", "é", "#", "\n", "\t", "\x00", "\x7f", "\xff", "\xc3"}
+	text := func() string {
+		var sb strings.Builder
+		for range rng.IntN(4) {
+			sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		return sb.String()
+	}
+	enc := new(protocols.Encoder)
+	refused := 0
+	for range 20000 {
+		p := protocols.Point{
+			Measurement: text(),
+			Tags:        []protocols.Tag{{Key: "k" + text(), Value: text()}},
+			Fields:      []protocols.Field{{Key: text(), Value: protocols.String(text())}, {Key: "zz", Value: protocols.Float([]float64{1, math.NaN(), math.Inf(-1)}[rng.IntN(3)])}},
+			Time:        rng.Int64(),
+		}
+		enc.Reset()
+		want := enc.Encode(&p) == nil && !strings.HasPrefix(p.Measurement, "#")
+		if got := checkLines(&p) == nil; got != want {
+			t.Fatalf("checkLines(%+v) accepts: %v, the encoder: %v", p, got, want)
+		}
+		if !want {
+			refused++
+		}
+	}
+	if refused == 0 || refused == 20000 {
+		t.Fatalf("%d of 20000 refused: the inputs do not test both ways", refused)
+	}
+}

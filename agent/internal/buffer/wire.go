@@ -2,12 +2,22 @@ package buffer
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/citysense/citysense/protocols"
+)
+
+// Compression windows: the history a zstd encoder keeps, and so its
+// memory. A columnar batch of 5,000 readings is 20–130 KiB; its line
+// protocol about 450 KiB, in which repeats are a tick apart.
+const (
+	colWindow  = 256 << 10
+	wireWindow = 128 << 10
 )
 
 // maxBodyBytes bounds a decompressed body: a batch of BatchPoints points
@@ -29,7 +39,11 @@ func NewTranscoder() (*Transcoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	// The fastest level: on line protocol it compresses as well as the
+	// default one (measured 8.6 against 8.7 B/reading on sim batches) in
+	// two thirds of the time, and the uplink compresses every batch.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
+		zstd.WithWindowSize(wireWindow))
 	if err != nil {
 		dec.Close()
 		return nil, fmt.Errorf("zstd encoder: %w", err)
@@ -43,30 +57,59 @@ func (t *Transcoder) Close() {
 	t.enc.Close()
 }
 
-// decompress undoes the batch's codec.
-func (t *Transcoder) decompress(b *Batch) ([]byte, error) {
+// decompress undoes the batch's codec, appending to dst.
+func (t *Transcoder) decompress(dst []byte, b *Batch) ([]byte, error) {
 	switch b.Codec {
 	case Zstd:
-		return t.dec.DecodeAll(b.Body, nil)
+		return t.dec.DecodeAll(b.Body, dst)
 	case S2:
-		if n, err := s2.DecodedLen(b.Body); err != nil || n > maxBodyBytes {
+		n, err := s2.DecodedLen(b.Body)
+		if err != nil || n > maxBodyBytes {
 			return nil, fmt.Errorf("s2 body of %d bytes decoded: %w", n, ErrCorrupt)
 		}
-		return s2.Decode(nil, b.Body)
+		out := slices.Grow(dst, n)
+		if _, err := s2.Decode(out[len(dst):len(dst)+n], b.Body); err != nil {
+			return nil, err
+		}
+		return out[:len(dst)+n], nil
 	}
 	return nil, fmt.Errorf("unknown codec %d", b.Codec)
 }
 
+// scratch holds decompressed bodies and line protocol between uses: a
+// batch's line protocol is about half a megabyte, and making it anew for
+// every batch made the agent's heap swing by megabytes under load.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooled is the largest buffer kept for reuse.
+const maxPooled = 4 << 20
+
+func putScratch(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		scratch.Put(b)
+	}
+}
+
 // Lines returns the batch's points as line protocol, ns precision.
 func (t *Transcoder) Lines(b *Batch) ([]byte, error) {
-	data, err := t.decompress(b)
-	if err != nil || b.Format == LineProtocol {
-		return data, err
+	return t.appendLines(nil, b)
+}
+
+func (t *Transcoder) appendLines(dst []byte, b *Batch) ([]byte, error) {
+	if b.Format == LineProtocol {
+		return t.decompress(dst, b)
 	}
 	if b.Format != Columnar {
 		return nil, fmt.Errorf("unknown batch format %d", b.Format)
 	}
-	return columnarLines(nil, data, b.Points)
+	body := scratch.Get().(*[]byte)
+	defer putScratch(body)
+	var err error
+	if *body, err = t.decompress((*body)[:0], b); err != nil {
+		return nil, err
+	}
+	return columnarLines(dst, *body, b.Points)
 }
 
 // Wire returns the body an output sends for b: line protocol compressed
@@ -76,11 +119,13 @@ func (t *Transcoder) Wire(b *Batch) ([]byte, error) {
 	if b.Format == LineProtocol {
 		return b.Body, nil
 	}
-	lp, err := t.Lines(b)
-	if err != nil {
+	lp := scratch.Get().(*[]byte)
+	defer putScratch(lp)
+	var err error
+	if *lp, err = t.appendLines((*lp)[:0], b); err != nil {
 		return nil, err
 	}
-	return compress(t.enc, b.Codec, lp), nil
+	return compress(t.enc, b.Codec, *lp), nil
 }
 
 // columnarLines appends the points of a columnar body to dst as line
