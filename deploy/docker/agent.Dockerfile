@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# Image of the CitySense edge agent: one static binary on scratch, run as a non-root
+# user, for linux/amd64, linux/arm64 and linux/arm/v7. From the repository's root:
+#
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 \
+#       -f deploy/docker/agent.Dockerfile -t citysense-agent:dev .
+#
+# The Go compiler runs on the build machine's platform and cross-compiles
+# (CGO_ENABLED=0), so no emulation is needed to build the arm images.
+ARG GO_VERSION=1.26
+
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+ARG TARGETVARIANT=
+ARG VERSION=dev
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOARM=${TARGETVARIANT#v} \
+    go build -trimpath -buildvcs=false \
+      -ldflags "-s -w -X github.com/citysense/citysense/internal/cli.version=$VERSION" \
+      -o /out/usr/bin/citysense-agent ./agent/cmd/citysense-agent
+# The data directory, owned by the image's user, and the configuration.
+RUN mkdir -p /out/var/lib/citysense /out/etc/citysense \
+ && sed 's#^  data_dir: .*#  data_dir: /var/lib/citysense#' configs/agent.yaml > /out/etc/citysense/agent.yaml \
+ && printf 'citysense:x:65532:65532:CitySense:/var/lib/citysense:/sbin/nologin\n' > /out/etc/passwd \
+ && printf 'citysense:x:65532:\n' > /out/etc/group
+
+FROM scratch
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/etc/ /etc/
+COPY --from=build /out/usr/bin/citysense-agent /usr/bin/citysense-agent
+COPY --from=build --chown=65532:65532 /out/var/lib/citysense /var/lib/citysense
+USER 65532:65532
+VOLUME /var/lib/citysense
+EXPOSE 9274
+ENTRYPOINT ["/usr/bin/citysense-agent"]
+CMD ["run", "-c", "/etc/citysense/agent.yaml", "--http", "0.0.0.0:9274"]
