@@ -90,7 +90,7 @@ func NewPahoClient(cfg ClientConfig) (Client, error) {
 		o.SetTLSConfig(cfg.TLS)
 	}
 	if u, err := url.Parse(cfg.Broker); err == nil && u.Scheme != "ws" && u.Scheme != "wss" {
-		o.SetCustomOpenConnectionFn(openBuffered)
+		o.SetCustomOpenConnectionFn(OpenBuffered)
 	}
 	// Messages of a persistent session can arrive before SubscribeMultiple
 	// returns; the default handler takes every message, so nothing is
@@ -229,9 +229,11 @@ func (c *bufferedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// openBuffered dials tcp:// and the TLS schemes as paho does, and wraps the
-// connection in a bufferedConn.
-func openBuffered(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
+// OpenBuffered is a paho OpenConnectionFunc: it dials tcp://, mqtt:// and
+// the TLS schemes as paho does, and wraps the connection so that reads go
+// through a buffer and writes are coalesced (see bufferedConn). Clients
+// other than the input's (a load generator, say) may use it too.
+func OpenBuffered(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 	d := &net.Dialer{Timeout: o.ConnectTimeout}
 	var conn net.Conn
 	var err error
@@ -251,7 +253,8 @@ func openBuffered(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 
 // Interface guards.
 var (
-	_ Client        = (*pahoClient)(nil)
-	_ Message       = paho.Message(nil)
-	_ ClientFactory = NewPahoClient
+	_ Client                  = (*pahoClient)(nil)
+	_ Message                 = paho.Message(nil)
+	_ ClientFactory           = NewPahoClient
+	_ paho.OpenConnectionFunc = OpenBuffered
 )
