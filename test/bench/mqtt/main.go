@@ -331,7 +331,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 			if ctx.Err() != nil {
 				return
 			}
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 	}()
 	var wg sync.WaitGroup
