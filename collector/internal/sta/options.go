@@ -59,6 +59,37 @@ type orderKey struct {
 type expandItem struct {
 	nav string
 	q   *query
+	// pathOnly: the item has no options of its own (Datastreams, or
+	// Datastreams/Thing($select=name), whose options are Thing's).
+	pathOnly bool
+}
+
+// mergeExpand adds it to items: several items for one navigation
+// (Datastreams/Thing,Datastreams/Sensor,Datastreams($top=2)) become one,
+// as long as at most one of them has options.
+func mergeExpand(items []expandItem, it expandItem) ([]expandItem, error) {
+	for i := range items {
+		ex := &items[i]
+		if ex.nav != it.nav {
+			continue
+		}
+		if !ex.pathOnly && !it.pathOnly {
+			return nil, bad("$expand: %s is expanded twice with options", it.nav)
+		}
+		keep, other := ex.q, it.q
+		if ex.pathOnly && !it.pathOnly {
+			keep, other = it.q, ex.q
+		}
+		for _, sub := range other.expand {
+			var err error
+			if keep.expand, err = mergeExpand(keep.expand, sub); err != nil {
+				return nil, err
+			}
+		}
+		ex.q, ex.pathOnly = keep, ex.pathOnly && it.pathOnly
+		return items, nil
+	}
+	return append(items, it), nil
 }
 
 // cursor is where the next page of Observations continues: after
@@ -351,18 +382,10 @@ func parseExpand(v string, s *setDef, depth int) ([]expandItem, error) {
 		if !nav.many && (q.filter != nil || q.count || q.orderby != nil || q.skip > 0 || q.topSet) {
 			return nil, bad("$expand: %s is one entity; only $select and $expand apply", navName)
 		}
-		// Two items for one navigation merge their nested expands
-		// (Datastreams/Thing,Datastreams/Sensor).
-		merged := false
-		for i := range items {
-			if items[i].nav == nav.name && rest != "" {
-				items[i].q.expand = append(items[i].q.expand, q.expand...)
-				merged = true
-				break
-			}
-		}
-		if !merged {
-			items = append(items, expandItem{nav: nav.name, q: q})
+		var err2 error
+		items, err2 = mergeExpand(items, expandItem{nav: nav.name, q: q, pathOnly: rest != "" || inner == ""})
+		if err2 != nil {
+			return nil, err2
 		}
 	}
 	return items, nil

@@ -72,6 +72,9 @@ func TestHandler_exactJSON(t *testing.T) {
 		{"expanded Observations with every option", q("/sta/v1.1/Datastreams('s0001:air:pm25')?$select=name&$expand=Observations($filter=result ge 11;$orderby=phenomenonTime desc;$top=1;$count=true;$select=result)"),
 			`{"name":"Karlsplatz pm25","Observations@iot.count":2,"Observations":[{"result":12}],` +
 				`"Observations@iot.nextLink":"` + base + `/Datastreams('s0001:air:pm25')/Observations?$filter=result%20ge%2011&$count=true&$orderby=phenomenonTime%20desc&$top=1&$select=result&$skiptoken=MTc2NzIyNTcyMDAwMDAwMDAwMCxzMDAwMTphaXI6cG0yNQ"}`},
+		{"$expand merges items of one navigation", q("/sta/v1.1/Things('s0002')?$select=name&$expand=Datastreams/Thing($select=name),Datastreams($select=name;$orderby=name desc),Datastreams/ObservedProperty($select=name)"),
+			`{"name":"Home sensor","Datastreams":[{"name":"Home sensor pm25","Thing":{"name":"Home sensor"},"ObservedProperty":{"name":"pm25"}},` +
+				`{"name":"Home sensor count","Thing":{"name":"Home sensor"},"ObservedProperty":{"name":"count"}}]}`},
 		{"dataArray", "/sta/v1.1/Datastreams('s0001:air:pm25')/Observations?$resultFormat=dataArray&$count=true",
 			`{"@iot.count":3,"value":[{"Datastream@iot.navigationLink":"` + base + `/Datastreams('s0001:air:pm25')","components":["id","phenomenonTime","result"],"dataArray@iot.count":3,"dataArray":[` +
 				`["s0001:air:pm25:1767225600000000000","2026-01-01T00:00:00Z",10],["s0001:air:pm25:1767225660000000000","2026-01-01T00:01:00Z",11],["s0001:air:pm25:1767225720000000000","2026-01-01T00:02:00Z",12]]}]}`},
@@ -202,6 +205,7 @@ func TestHandler_badRequests(t *testing.T) {
 		{"/sta/v1.1/Things?$expand=Datastreams($top=1", 400, "unbalanced"},
 		{"/sta/v1.1/Things?$expand=Datastreams($frob=1)", 400, "not allowed"},
 		{"/sta/v1.1/Datastreams?$expand=Thing($top=1)", 400, "one entity"},
+		{"/sta/v1.1/Things?$expand=Datastreams($top=1),Datastreams($top=2)", 400, "expanded twice with options"},
 		{"/sta/v1.1/Things?$select=nosuch", 400, "no property"},
 		{"/sta/v1.1/Things?$orderby=nosuch", 400, "no property"},
 		{"/sta/v1.1/Things?$resultFormat=dataArray", 400, "for Observations"},
