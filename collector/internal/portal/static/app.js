@@ -93,7 +93,7 @@
     else if (view === "station") { done = showStation(parts[1] || ""); }
     else if (view === "district") { done = showDistrict(parts[1] || ""); }
     else { done = showAbout(); }
-    Promise.resolve(done).catch(function (e) { status(t("load_error", { error: e.message })); });
+    Promise.resolve(done).catch(function (e) { status(t("load_error", { error: (e && e.message) || String(e) })); if (window.console) { console.error(e); } });
     document.title = (view === "map" ? "" : t("nav_" + view) + " — ") + "CitySense";
   }
   function focusMain() { document.getElementById("main").focus({ preventScroll: false }); }
@@ -122,7 +122,7 @@
   }
   function showMap() {
     if (!state.map) {
-      state.map = L.map("map", { keyboard: true, zoomSnap: 0.25, attributionControl: true });
+      state.map = L.map("map", { keyboard: true, zoomSnap: 0.25, attributionControl: true, maxZoom: 19, minZoom: 2 });
       if (state.config.tile_url) {
         L.tileLayer(state.config.tile_url, { attribution: state.config.tile_attribution || "", maxZoom: 19 }).addTo(state.map);
       }
