@@ -311,19 +311,21 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 	}
 
 	// Publish, holding at most window messages ahead of the subscriber.
-	var next atomic.Int64
+	var next, sent atomic.Int64 // counters handed out, messages published
 	var progress atomic.Int64 // messages the subscriber took
 	t0 := time.Now()
 	deadline := t0.Add(cfg.maxTime)
 	pollDone := make(chan struct{})
 	var intoSub time.Duration
+	var target atomic.Int64 // what the subscriber must take: -n, or fewer when -max-time cut publishing short
+	target.Store(int64(cfg.n))
 	go func() {
 		defer close(pollDone)
 		for time.Now().Before(deadline.Add(60 * time.Second)) {
 			n, err := taken()
 			if err == nil {
 				progress.Store(int64(n - taken0))
-				if n-taken0 >= cfg.n {
+				if int64(n-taken0) >= target.Load() {
 					intoSub = time.Since(t0)
 					return
 				}
@@ -340,8 +342,13 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 		wg.Go(func() {
 			var toks []paho.Token
 			for {
+				// Every counter handed out is published, so that those
+				// published are exactly 0 … sent-1.
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					break
+				}
 				i := next.Add(1) - 1
-				if i >= int64(cfg.n) || time.Now().After(deadline) || ctx.Err() != nil {
+				if i >= int64(cfg.n) {
 					break
 				}
 				for i-progress.Load() >= int64(cfg.window) && time.Now().Before(deadline) && ctx.Err() == nil {
@@ -349,6 +356,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 				}
 				topic := fmt.Sprintf("%s/d%02d/s%04d", topicRoot, i%8+1, i%int64(cfg.stations))
 				toks = append(toks, c.Publish(topic, 1, false, payload(start+i, int(i))))
+				sent.Add(1)
 				if len(toks) >= 256 {
 					for _, t := range toks {
 						if t.Wait(); t.Error() != nil {
@@ -366,7 +374,8 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 		})
 	}
 	wg.Wait()
-	res.published = int(min(next.Load(), int64(cfg.n)))
+	res.published = int(sent.Load())
+	target.Store(int64(res.published))
 	if e, ok := pubErr.Load().(error); ok {
 		return res, fmt.Errorf("publish: %w", e)
 	}
