@@ -146,7 +146,18 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 		}
 		return nil
 	}
-	lineNo := 0
+	// Lines the fast path does not take are collected into runs and each
+	// run decoded by one general decoder, so a batch of string fields
+	// does not pay for a decoder per line.
+	lineNo, runStart, runLine := 0, -1, 0
+	flushRun := func(end int) error {
+		if runStart < 0 {
+			return nil
+		}
+		err := general(data[runStart:end], runLine-1)
+		runStart = -1
+		return err
+	}
 	for off := 0; off < len(data); {
 		end := bytes.IndexByte(data[off:], '\n')
 		if end < 0 {
@@ -156,17 +167,21 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 		}
 		line := data[off:end]
 		lineNo++
-		next := end + 1
-		// The general decoder sees the line with its newline, so that
-		// its errors read exactly as they do in a whole batch.
-		withNL := data[off:min(next, len(data))]
-		if len(line) == 0 {
-			off = next
+		next := min(end+1, len(data))
+		if len(line) == 0 && runStart < 0 {
+			off = next // a blank line between fast lines
 			continue
 		}
-		switch classify(line) {
+		kind := lineSingle
+		if len(line) > 0 {
+			kind = classify(line)
+		}
+		switch kind {
 		case lineFast:
 			if p, ok := st.fastLine(line, mult); ok {
+				if err := flushRun(off); err != nil {
+					return err
+				}
 				// As decodeEntry does: the model wants tags sorted and
 				// keys unique.
 				p.SortTags()
@@ -175,22 +190,19 @@ func Decode(data []byte, opts DecodeOptions, fn func(Point) error) error {
 				} else if err := fn(p); err != nil {
 					return err
 				}
-				break
-			}
-			if err := general(withNL, lineNo-1); err != nil {
-				return err
-			}
-		case lineSingle:
-			if err := general(withNL, lineNo-1); err != nil {
-				return err
+				off = next
+				continue
 			}
 		case lineRemainder:
-			if err := general(data[off:], lineNo-1); err != nil {
-				return err
-			}
 			next = len(data)
 		}
+		if runStart < 0 {
+			runStart, runLine = off, lineNo
+		}
 		off = next
+	}
+	if err := flushRun(len(data)); err != nil {
+		return err
 	}
 	if len(errs.Errs) > 0 || errs.Dropped > 0 {
 		return &errs

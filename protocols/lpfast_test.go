@@ -147,3 +147,18 @@ func FuzzDecodeFastPath(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeGeneralOnly decodes BenchmarkDecode's batch with the
+// general decoder alone: the cost the fast path saves, measured side by
+// side on the same machine.
+func BenchmarkDecodeGeneralOnly(b *testing.B) {
+	data, _ := AppendLines(nil, benchPoints(), Nanosecond)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		pts, _ := referenceDecode(data, DecodeOptions{Now: time.Unix(1767225600, 0)})
+		n += len(pts)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "points/s")
+}
