@@ -1,7 +1,11 @@
 package sta
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -187,6 +191,37 @@ func FuzzParseFilter(f *testing.F) {
 			}
 			truthy(ec.eval(n, entEnv{m, e}))
 			sortEnts(m, ec, []ent{e, e}, []orderKey{{expr: n}})
+		}
+	})
+}
+
+// FuzzHandler_query: no path and query string makes the handler panic,
+// answer 500 or answer anything but JSON.
+func FuzzHandler_query(f *testing.F) {
+	for _, s := range []string{
+		"Things?$top=1", "Things?$expand=Datastreams($select=name;$top=2)", "Observations?$filter=result gt 1&$orderby=phenomenonTime desc",
+		"Datastreams('s0001:air:pm25')/Observations?$resultFormat=dataArray", "Things?$expand=Datastreams/Thing/Datastreams",
+		"Things('s0001')/name/$value", "Observations?$skiptoken=MTIzLHMwMDAx", "Things?$orderby=name desc,@iot.id",
+		"Things?$select=name,Datastreams&$expand=Locations", "Observations('s0001:air:pm25:1767225600000000000')/Datastream/Thing",
+		"Things?$expand=Datastreams($expand=Observations($top=1;$orderby=result desc))", "Things(')?$filter=((",
+	} {
+		f.Add(s)
+	}
+	h := newHandler(fixture(f), nil)
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := url.Parse("http://example.com/sta/v1.1/" + s)
+		if err != nil {
+			return
+		}
+		r := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
+		r.URL = u
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code >= 500 || w.Code == 200 && strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") && !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("GET %s: %d %s", s, w.Code, w.Body)
+		}
+		if w.Code != 200 && !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("GET %s: %d, error not JSON: %s", s, w.Code, w.Body)
 		}
 	})
 }

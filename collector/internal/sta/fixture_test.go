@@ -62,7 +62,7 @@ func point(m string, t int64, tags map[string]string, fields map[string]protocol
 	return p
 }
 
-func openStore(t *testing.T) *store.Store { return openStoreB(t) }
+func openStore(t testing.TB) *store.Store { return openStoreB(t) }
 
 func openStoreB(t testing.TB) *store.Store {
 	t.Helper()
@@ -78,7 +78,7 @@ func openStoreB(t testing.TB) *store.Store {
 
 // fixture: 10 Observations in 5 Datastreams of two stations; s0003 is
 // registered and has no data.
-func fixture(t *testing.T) *store.Store {
+func fixture(t testing.TB) *store.Store {
 	st := openStore(t)
 	min := int64(time.Minute)
 	var pts []protocols.Point
