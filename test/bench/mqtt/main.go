@@ -312,7 +312,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 
 	// Publish, holding at most window messages ahead of the subscriber.
 	var next, sent atomic.Int64 // counters handed out, messages published
-	var progress atomic.Int64 // messages the subscriber took
+	var progress atomic.Int64   // messages the subscriber took
 	t0 := time.Now()
 	deadline := t0.Add(cfg.maxTime)
 	pollDone := make(chan struct{})
