@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -213,6 +214,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log, err := cli.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return configError(stderr, err)
+	}
+	// agent.memory_limit: a soft limit for the Go runtime; GOMEMLIMIT in
+	// the environment wins.
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Agent.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.Agent.MemoryLimit))
 	}
 	a, err := agent.New(*cfg, log)
 	if err != nil {

@@ -276,7 +276,7 @@ func Open(dataDir string, opts Options) (*Buffer, error) {
 	// bodies compress in a tenth of a millisecond, so one encoder state
 	// serves every commit, and a window of colWindow covers a whole body:
 	// the default window (8 MiB) made each state hold megabytes of history.
-	b.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true),
+	b.zenc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(colWindow))
 	if err != nil {
 		return fail(fmt.Errorf("open buffer %q: zstd: %w", b.segDir, err))

@@ -65,6 +65,10 @@ type Agent struct {
 	// StuckAfter is how long an output may go without delivering anything
 	// while it has data and is connected before /readyz fails.
 	StuckAfter confx.Duration `yaml:"stuck_after"`
+	// MemoryLimit is a soft limit on the Go runtime's memory (heap, stacks;
+	// not the binary's pages): the garbage collector works harder near it.
+	// 0: none. GOMEMLIMIT in the environment overrides it.
+	MemoryLimit confx.Size `yaml:"memory_limit"`
 }
 
 // Log sets up the logger.
@@ -452,6 +456,9 @@ func (c *Config) Validate() error {
 
 	if d := c.Agent.StuckAfter.D(); d < 10*time.Second {
 		add("agent.stuck_after", "must be at least 10s, got %v", d)
+	}
+	if m := c.Agent.MemoryLimit; m != 0 && m < 8<<20 {
+		add("agent.memory_limit", "must be 0 (no limit) or at least 8MiB, got %d bytes", int64(m))
 	}
 	probs = append(probs, c.checkProcessors()...)
 

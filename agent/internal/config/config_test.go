@@ -94,7 +94,7 @@ func TestLoad_valid(t *testing.T) {
 		t.Fatalf("valid config has problems:\n%v", probs)
 	}
 	c, _ := Load(path)
-	want := Agent{ID: "gw-017", DataDir: "/var/lib/citysense", HTTP: "127.0.0.1:9274", StuckAfter: confx.Duration(10 * time.Minute)}
+	want := Agent{ID: "gw-017", DataDir: "/var/lib/citysense", HTTP: "127.0.0.1:9274", StuckAfter: confx.Duration(10 * time.Minute), MemoryLimit: 24 << 20}
 	if c.Agent != want || c.Log != (Log{"debug", "json"}) {
 		t.Fatalf("agent %+v log %+v", c.Agent, c.Log)
 	}
