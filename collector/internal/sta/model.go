@@ -196,9 +196,10 @@ func buildModel(src Store, reg Registry, contracts []schema.Contract, rules []un
 		seenByID[s.ID] = s
 		st := add(s.ID)
 		st.lastSeen = s.LastSeen
-		if !st.hasLoc && s.HasPosition {
-			// Reported positions were coarsened by the privacy stage
-			// before they were stored.
+		if _, registered := regByID[s.ID]; !registered && s.HasPosition {
+			// An unregistered station is placed where it reports to be:
+			// the privacy stage coarsened that before it was stored. A
+			// registered one only ever where PublicLocation allows.
 			st.hasLoc, st.loc = true, pointGeo(s.Lon, s.Lat)
 		}
 	}

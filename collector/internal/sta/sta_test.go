@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/citysense/citysense/enrich"
+	"github.com/citysense/citysense/protocols"
 )
 
 const base = "http://example.com/sta/v1.1"
@@ -335,5 +338,40 @@ func TestHandler_answersAreJSON(t *testing.T) {
 		if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") || !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("GET %s: %s %s", u, ct, w.Body)
 		}
+	}
+}
+
+// withholding is a registry whose privacy rule withholds private
+// positions altogether (a chain without a privacy stage).
+type withholding struct{ fakeRegistry }
+
+func (w withholding) PublicLocation(st enrich.Station) (float64, float64, bool) {
+	if !st.Public {
+		return 0, 0, false
+	}
+	return w.fakeRegistry.PublicLocation(st)
+}
+
+// TestHandler_locationsNeverLeak: a registered station is placed only
+// where the registry's privacy rule allows, even when its points report a
+// position; an unregistered station where it reports to be.
+func TestHandler_locationsNeverLeak(t *testing.T) {
+	st := fixture(t)
+	pos := func(id string, lat, lon float64) protocols.Point {
+		return point("station", t0, map[string]string{"station": id}, map[string]protocols.Value{"lat": protocols.Float(lat), "lon": protocols.Float(lon)})
+	}
+	if _, err := st.Write([]protocols.Point{pos("s0002", 48.21221, 16.29924), pos("z0009", 48.5, 16.5)}); err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(st, func(o *Options) { o.Registry = withholding{testRegistry} })
+	code, _, body := get(t, h, "/sta/v1.1/Locations?$select=@iot.id,location")
+	want := `{"value":[{"@iot.id":"s0001","location":{"type":"Point","coordinates":[16.29957,48.20511]}},` +
+		`{"@iot.id":"s0003","location":{"type":"Point","coordinates":[16.39569,48.23791]}},` +
+		`{"@iot.id":"z0009","location":{"type":"Point","coordinates":[16.5,48.5]}}]}`
+	if code != 200 || strings.TrimSpace(body) != want {
+		t.Fatalf("%d %s\nwant %s", code, body, want)
+	}
+	if code, v, _ := get(t, h, "/sta/v1.1/FeaturesOfInterest('s0002')?$select=feature"); code != 200 || v["feature"] != nil {
+		t.Fatalf("s0002 feature = %v", v)
 	}
 }
