@@ -69,6 +69,7 @@ cross:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 	$(GO) run ./test/bench $(BENCHFLAGS)
+	$(GO) run ./test/bench/agent $(AGENTBENCHFLAGS)
 	$(GO) run ./test/bench/mqtt $(if $(TELEGRAF),-telegraf $(TELEGRAF)) $(MQTTBENCHFLAGS)
 
 fuzz:
