@@ -37,7 +37,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,9 +133,18 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	return nil
 }
 
+// repoRoot is the module's root: the nearest directory above the working
+// directory that holds go.mod (make runs from the root).
 func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
 }
 
 // rig is one run's mosquitto and collector.
