@@ -10,6 +10,7 @@ import (
 
 	"github.com/citysense/citysense/collector/internal/api"
 	"github.com/citysense/citysense/collector/internal/bus"
+	"github.com/citysense/citysense/collector/internal/wire"
 	"github.com/citysense/citysense/enrich"
 	"github.com/citysense/citysense/enrich/geo"
 	"github.com/citysense/citysense/protocols"
@@ -41,7 +42,15 @@ func (l liveSource) Subscribe(fn func(pts []protocols.Point)) (func(), error) {
 				return
 			}
 		}
-		pts, err := protocols.DecodeAll(data, protocols.DecodeOptions{})
+		// The enrich stage publishes the collector's binary wire format;
+		// line protocol is what older nodes published.
+		var pts []protocols.Point
+		var err error
+		if wire.Is(data) {
+			pts, err = wire.Decode(data, wire.Options{})
+		} else {
+			pts, err = protocols.DecodeAll(data, protocols.DecodeOptions{})
+		}
 		if len(pts) > 0 {
 			fn(pts)
 		}
