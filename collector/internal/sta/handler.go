@@ -211,7 +211,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(raw))
 		return
 	}
-	b, err := marshal(body)
+	b, err := appendJSON(make([]byte, 0, 4096), body)
 	if err != nil {
 		h.log.Error("sta: encode", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
