@@ -134,6 +134,7 @@ func TestHandler_queryOptions(t *testing.T) {
 		{"$filter path Datastream/ObservedProperty/name", q("/sta/v1.1/Observations?$filter=Datastream/ObservedProperty/name eq 'pm25' and result gt 10.5"), all[4:6], -1},
 		{"$filter time literal", q("/sta/v1.1/Observations?$filter=phenomenonTime gt 2026-01-01T00:00:30Z&$count=true"), []string{all[1], all[2], all[4], all[5], all[8]}, 5},
 		{"$filter time range and Datastream id", q("/sta/v1.1/Observations?$filter=Datastream/@iot.id eq 's0001:air:pm25' and phenomenonTime ge 2026-01-01T00:01:00Z and resultTime lt 2026-01-01T00:02:00Z"), all[4:5], -1},
+		{"$filter time with a zone offset", q("/sta/v1.1/Observations?$filter=phenomenonTime eq 2026-01-01T01:01:00%2B01:00"), []string{all[1], all[4], all[8]}, -1},
 		{"$filter time as a string", q("/sta/v1.1/Observations?$filter=phenomenonTime eq '2026-01-01T00:02:00Z'"), []string{all[2], all[5]}, -1},
 		{"$filter arithmetic on results", q("/sta/v1.1/Observations?$filter=result mul 2 eq 11"), all[7:9], -1},
 		{"$filter on the FeatureOfInterest", q("/sta/v1.1/Observations?$filter=FeatureOfInterest/name eq 'Home sensor'"), all[7:], -1},
