@@ -264,6 +264,9 @@ type decodeState struct {
 	tslab  []Tag
 	fslab  []Field
 	slab   int // size of the next slab
+
+	// The previous fast-path line's names by position (see prev).
+	prevMeas, prevTagKeys, prevFieldKeys []string
 }
 
 // Scratch is sized to the input: a one-line MQTT payload must not pay for

@@ -99,7 +99,8 @@ func (st *decodeState) fastLine(line []byte, mult int64) (p Point, ok bool) {
 			if eq <= 0 || eq == len(pair)-1 || bytes.IndexByte(pair[eq+1:], '=') >= 0 {
 				return p, false
 			}
-			st.tags = append(st.tags, Tag{Key: st.intern(pair[:eq]), Value: st.intern(pair[eq+1:])})
+			i := len(st.tags)
+			st.tags = append(st.tags, Tag{Key: st.prev(&st.prevTagKeys, i, pair[:eq]), Value: st.intern(pair[eq+1:])})
 		}
 		if key[len(key)-1] == ',' {
 			return p, false // a trailing comma
@@ -122,9 +123,9 @@ func (st *decodeState) fastLine(line []byte, mult int64) (p Point, ok bool) {
 		if !ok {
 			return p, false
 		}
-		st.fields = append(st.fields, Field{Key: st.intern(pair[:eq]), Value: v})
+		st.fields = append(st.fields, Field{Key: st.prev(&st.prevFieldKeys, len(st.fields), pair[:eq]), Value: v})
 	}
-	p.Measurement = st.intern(meas)
+	p.Measurement = st.prev(&st.prevMeas, 0, meas)
 	p.Time = ts * mult
 	p.Tags = st.carveTags(len(st.tags))
 	copy(p.Tags, st.tags)
@@ -240,4 +241,21 @@ func plainFloat(b []byte) bool {
 		}
 	}
 	return i == len(b)
+}
+
+// prev interns b, the i-th name of its kind on a line (tag key, field
+// key, measurement), looking first at the name the previous line had in
+// that place: in a batch the keys repeat line after line, and comparing
+// a few bytes is cheaper than hashing them for the intern map.
+func (st *decodeState) prev(names *[]string, i int, b []byte) string {
+	if i < len(*names) && (*names)[i] == string(b) {
+		return (*names)[i]
+	}
+	s := st.intern(b)
+	if i < len(*names) {
+		(*names)[i] = s
+	} else if i == len(*names) && i < 64 {
+		*names = append(*names, s)
+	}
+	return s
 }
