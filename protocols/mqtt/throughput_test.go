@@ -43,6 +43,12 @@ func (s *slowCommit) Write(_ context.Context, pts []protocols.Point) error {
 // subscriber makes the broker drop QoS 1 messages beyond the queue, which
 // no subscriber can prevent.
 func BenchmarkInput_mosquittoQoS1(b *testing.B) {
+	for _, conns := range []int{1, 8} {
+		b.Run(fmt.Sprintf("connections=%d", conns), func(b *testing.B) { benchMosquittoQoS1(b, conns) })
+	}
+}
+
+func benchMosquittoQoS1(b *testing.B, connections int) {
 	addr := startMosquitto(b, "max_queued_messages 0")
 	const n = 20000
 	for b.Loop() {
@@ -50,6 +56,7 @@ func BenchmarkInput_mosquittoQoS1(b *testing.B) {
 		in := New()
 		in.Broker = "tcp://" + addr
 		in.ClientID = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		in.Connections = connections
 		in.Topics = []Topic{{Filter: "bench/+/+/+", Template: "bench/{district}/{station}/{_measurement}", JSON: JSONOptions{TimePath: "ts"}}}
 		if err := in.Init(nil); err != nil {
 			b.Fatal(err)
