@@ -182,6 +182,9 @@ func (s *natsSender) dialNATS(context.Context) (publisher, func() bool, func(), 
 	wait := s.cfg.NATS.ReconnectWait
 	opts := []nats.Option{
 		nats.Name("citysense-agent " + s.cfg.AgentID),
+		// The collector lets an agent subscribe to its own inbox only
+		// (_INBOX.<id>.>), where its PubAcks arrive.
+		nats.CustomInboxPrefix("_INBOX." + s.cfg.AgentID),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(wait),

@@ -50,6 +50,10 @@ const (
 	// clientInbox is where nats.go clients receive replies (JetStream's
 	// PubAck among them) unless told otherwise.
 	clientInbox = "_INBOX.>"
+	// AgentInboxPrefix + <agent-id> is an agent's own inbox prefix
+	// (nats.CustomInboxPrefix): an agent may subscribe there and nowhere
+	// else, so it cannot watch other agents' acknowledgements.
+	AgentInboxPrefix = "_INBOX."
 	// internalInboxPrefix is the inbox of the collector's own connection.
 	// It lies outside _INBOX.> so that no client allowed to subscribe to
 	// reply subjects can read the batches the ingest consumer fetches.
@@ -180,11 +184,12 @@ func (a *authenticator) refuse(c server.ClientAuthentication, reason, detail str
 }
 
 // agentPermissions let an agent publish its own batches and nothing else;
-// the subscription to _INBOX.> is what receives JetStream's PubAck.
+// its subscription to its own inbox, _INBOX.<id>.>, is what receives
+// JetStream's PubAck.
 func agentPermissions(id string) *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{subjectRawPrefix + id}},
-		Subscribe: &server.SubjectPermission{Allow: []string{clientInbox}},
+		Subscribe: &server.SubjectPermission{Allow: []string{AgentInboxPrefix + id + ".>"}},
 	}
 }
 

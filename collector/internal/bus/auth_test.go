@@ -127,7 +127,7 @@ func TestAuthenticator_Check(t *testing.T) {
 
 	agentPerms := &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{"cs.raw.gw-a"}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.gw-a.>"}},
 	}
 	tokenPerms := &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: []string{"cs.raw.*"}, Deny: []string{"cs.raw.http", "cs.raw.gw-a", "cs.raw.gw-old"}},
@@ -299,7 +299,7 @@ func TestBus_auth_agents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, errs, err := connect(t, b.ClientURL(), opt)
+	nc, errs, err := connect(t, b.ClientURL(), opt, nats.CustomInboxPrefix(AgentInboxPrefix+"gw-a"))
 	if err != nil {
 		t.Fatalf("enrolled agent refused: %v", err)
 	}
@@ -327,8 +327,14 @@ func TestBus_auth_agents(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if v := counter(b.Metrics(), "citysense_bus_permission_violations_total"); v < 3 {
-		t.Errorf("permission violations = %v, want at least 3", v)
+	// Other agents' inboxes, where their PubAcks arrive, are out of reach.
+	if _, err := nc.SubscribeSync("_INBOX.>"); err == nil {
+		if err := waitErr(errs, "Permissions Violation for Subscription"); err != nil {
+			t.Error(err)
+		}
+	}
+	if v := counter(b.Metrics(), "citysense_bus_permission_violations_total"); v < 4 {
+		t.Errorf("permission violations = %v, want at least 4", v)
 	}
 
 	// No credentials, an unknown key: refused and counted.

@@ -97,9 +97,16 @@ func TestBus_Start_tls(t *testing.T) {
 	if err := b.Ready(); err != nil {
 		t.Fatalf("Ready = %v (the in-process connection must work under TLS)", err)
 	}
-	nkey, err := nats.NkeyOptionFromSeed(credsPath)
+	key, err := nats.NkeyOptionFromSeed(credsPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// As an agent connects: its key, and replies in its own inbox.
+	nkey := func(o *nats.Options) error {
+		if err := key(o); err != nil {
+			return err
+		}
+		return nats.CustomInboxPrefix(AgentInboxPrefix + "gw-a")(o)
 	}
 	plainURL := "nats://" + strings.TrimPrefix(b.ClientURL(), "tls://")
 	tests := []struct {
