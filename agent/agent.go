@@ -644,6 +644,7 @@ type Status struct {
 	WritesRefused uint64            `json:"writes_refused"`
 	Reloads       uint64            `json:"config_reloads"`
 	Buffer        *BufferStatus     `json:"buffer,omitempty"`
+	Quarantine    *quarantine.Stats `json:"quarantine,omitempty"` // unreadable payloads kept (see `quarantine list`)
 	Inputs        []InputStatus     `json:"inputs"`
 	Outputs       []OutputStatus    `json:"outputs"`
 }
@@ -715,6 +716,11 @@ func (a *Agent) Status() Status {
 		st.Buffer = &BufferStatus{
 			Dir: bst.Dir, Segments: len(bst.Segments), Bytes: bst.Bytes, NextSeq: bst.NextSeq, Oldest: bst.Oldest,
 			SegmentsQuarant: a.set.GetOrCreateCounter("citysense_agent_buffer_segments_quarantined_total").Get(),
+		}
+	}
+	if q := a.quar.Load(); q != nil {
+		if qs, err := q.Stats(); err == nil {
+			st.Quarantine = &qs
 		}
 	}
 	for _, o := range outs {

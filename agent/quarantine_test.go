@@ -106,8 +106,8 @@ outputs:
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if a.Status().PointsRead != 1 {
-		t.Errorf("points read %d, want the one good line", a.Status().PointsRead)
+	if st := a.Status(); st.PointsRead != 1 || st.Quarantine == nil || st.Quarantine.Entries != 1 {
+		t.Errorf("status: points read %d (want the one good line), quarantine %+v", st.PointsRead, st.Quarantine)
 	}
 	// Purge over the API, then the store is empty.
 	req, _ := http.NewRequest(http.MethodDelete, "http://"+httpA+"/quarantine?before="+time.Now().Add(time.Minute).UTC().Format(time.RFC3339), nil)
