@@ -177,7 +177,7 @@ func TestPortal(t *testing.T) {
 	shot := func(name string) {
 		t.Helper()
 		var png []byte
-		if err := chromedp.Run(bctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+		if err := chromedp.Run(bctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
 		if err := os.WriteFile(filepath.Join(out, name+".png"), png, 0o644); err != nil {
@@ -332,7 +332,7 @@ func TestPortal(t *testing.T) {
 	// The CSV download holds the chart's rows.
 	dl := t.TempDir()
 	done := make(chan string, 1)
-	chromedp.ListenBrowser(bctx, func(ev any) {
+	chromedp.ListenTarget(bctx, func(ev any) {
 		if e, ok := ev.(*browser.EventDownloadProgress); ok && e.State == browser.DownloadProgressStateCompleted {
 			select {
 			case done <- e.GUID:
