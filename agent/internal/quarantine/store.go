@@ -317,7 +317,7 @@ func decode(id uint64, v []byte, withRaw bool) (Entry, error) {
 	e := Entry{ID: id, Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()}
 	r := bytes.NewReader(v[9:])
 	size, err := binary.ReadUvarint(r)
-	if err != nil {
+	if err != nil || size > 1<<40 {
 		return bad("size")
 	}
 	e.Size = int(size)
