@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -39,6 +40,15 @@ var ErrNoQuarantine = errors.New("the quarantine store is not open")
 func (a *Agent) openQuarantine(dataDir string) {
 	path := filepath.Join(dataDir, quarantine.FileName)
 	q, err := quarantine.Open(path, quarantine.Options{LockTimeout: time.Second})
+	if err != nil && !errors.Is(err, quarantine.ErrLocked) {
+		// A damaged file is moved aside, for inspection, and a new one
+		// started: samples of garbage are not worth stopping for.
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr == nil {
+			a.log.Error("the quarantine file could not be opened; moved aside, starting a new one", "path", path, "moved_to", aside, "err", err)
+			q, err = quarantine.Open(path, quarantine.Options{LockTimeout: time.Second})
+		}
+	}
 	if err != nil {
 		a.quarErrors.Inc()
 		a.log.Error("cannot open the quarantine; unreadable payloads will be counted but not kept", "path", path, "err", err)

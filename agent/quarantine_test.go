@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,5 +164,30 @@ func TestQuarantineLimiter_take(t *testing.T) {
 	_, l, suppressed := lim.take(t0.Add(quarantineLog))
 	if stored != quarantineRate || !l || suppressed != quarantineBurst+10-1+quarantineRate+5 {
 		t.Fatalf("refill: stored %d (want %d), log %v, suppressed %d", stored, quarantineRate, l, suppressed)
+	}
+}
+
+func TestAgent_openQuarantine_corruptFileMovedAside(t *testing.T) {
+	dataDir := t.TempDir()
+	path := filepath.Join(dataDir, quarantine.FileName)
+	garbage := bytes.Repeat([]byte("not a bbolt file "), 512)
+	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(loadConfig(t, simConfig(dataDir, "", "nats://127.0.0.1:1")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.openQuarantine(dataDir)
+	defer a.closeQuarantine()
+	if a.quar.Load() == nil {
+		t.Fatal("no quarantine store after a corrupt file")
+	}
+	aside, _ := filepath.Glob(path + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("moved aside: %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); !bytes.Equal(b, garbage) {
+		t.Fatal("the corrupt file was not kept as it was")
 	}
 }
