@@ -136,6 +136,7 @@ type colEncoder struct {
 	list   []string
 	blocks []colBlock
 	key    []byte
+	memo   [32]strMemo
 	hdr    []byte
 	ms     []int64
 	ds     []int8
@@ -143,6 +144,29 @@ type colEncoder struct {
 }
 
 var colEncoders = sync.Pool{New: func() any { return &colEncoder{index: map[string]int{}, strs: map[string]uint32{}} }}
+
+// strAt is str with a memo per position in the header (measurement, tag
+// i's key or value, field i's key): consecutive blocks mostly repeat the
+// names and often the tag values, and comparing with the last string at
+// that position is much cheaper than a map lookup.
+func (e *colEncoder) strAt(slot int, s string) uint64 {
+	if slot < len(e.memo) {
+		if m := &e.memo[slot]; m.ok && m.s == s {
+			return uint64(m.i)
+		}
+	}
+	i := e.str(s)
+	if slot < len(e.memo) {
+		e.memo[slot] = strMemo{s: s, i: uint32(i), ok: true}
+	}
+	return i
+}
+
+type strMemo struct {
+	s  string
+	i  uint32
+	ok bool
+}
 
 // str returns the index of s in the string table, adding it.
 func (e *colEncoder) str(s string) uint64 {
@@ -190,6 +214,7 @@ func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
 		clear(e.index)
 		clear(e.strs)
 		clear(e.list)
+		clear(e.memo[:])
 		e.list = e.list[:0]
 		for i := range e.blocks {
 			clear(e.blocks[i].rows)
@@ -221,15 +246,15 @@ func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
 	hdr := e.hdr[:0]
 	for _, bl := range e.blocks {
 		p := bl.rows[0]
-		hdr = binary.AppendUvarint(hdr, e.str(p.Measurement))
+		hdr = binary.AppendUvarint(hdr, e.strAt(0, p.Measurement))
 		hdr = binary.AppendUvarint(hdr, uint64(len(p.Tags)))
-		for _, t := range p.Tags {
-			hdr = binary.AppendUvarint(hdr, e.str(t.Key))
-			hdr = binary.AppendUvarint(hdr, e.str(t.Value))
+		for i, t := range p.Tags {
+			hdr = binary.AppendUvarint(hdr, e.strAt(1+2*i, t.Key))
+			hdr = binary.AppendUvarint(hdr, e.strAt(2+2*i, t.Value))
 		}
 		hdr = binary.AppendUvarint(hdr, uint64(len(p.Fields)))
-		for _, f := range p.Fields {
-			hdr = binary.AppendUvarint(hdr, e.str(f.Key))
+		for i, f := range p.Fields {
+			hdr = binary.AppendUvarint(hdr, e.strAt(16+i, f.Key))
 			hdr = append(hdr, byte(f.Value.Kind()))
 		}
 		hdr = binary.AppendUvarint(hdr, uint64(len(bl.rows)))
