@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -62,22 +63,26 @@ func edgeTail(b []byte) string {
 }
 
 // edgeMakeDeb runs `make deb` for the given architectures and version into
-// dir and returns the packages' paths by program.
-func edgeMakeDeb(t *testing.T, dir, version string, arches ...string) map[string]string {
-	t.Helper()
-	edgeRun(t, edgeRoot(t), nil, "make", "--no-print-directory", "deb",
+// dir and returns the packages' paths by program and architecture
+// ("agent/amd64"). It does not touch t, so it may run on another goroutine.
+func edgeMakeDeb(root, dir, version string, arches ...string) (map[string]string, error) {
+	cmd := exec.Command("make", "--no-print-directory", "deb",
 		"DEB_ARCHES="+strings.Join(arches, " "), "DEB_VERSION="+version, "DIST="+dir)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("make deb DEB_VERSION=%s: %v\n%s", version, err, edgeTail(out))
+	}
 	debs := map[string]string{}
 	for _, a := range arches {
 		for _, prog := range []string{"agent", "collector"} {
 			p := filepath.Join(dir, "deb", fmt.Sprintf("citysense-%s_%s_%s.deb", prog, version, a))
 			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("make deb did not write %s: %v", p, err)
+				return nil, fmt.Errorf("make deb did not write %s: %w", p, err)
 			}
 			debs[prog+"/"+a] = p
 		}
 	}
-	return debs
+	return debs, nil
 }
 
 // edgeAptSource returns the first Debian archive apt on this machine uses
@@ -220,29 +225,34 @@ func TestEdge_DebPackages(t *testing.T) {
 	edgeTool(t, "chroot", "coreutils")
 	root := edgeDebianRoot(t)
 
-	dist := t.TempDir()
 	const v1, v2 = "0.9.0", "0.9.1"
-	debs1 := edgeMakeDeb(t, dist, v1, "amd64")
-	debs2 := edgeMakeDeb(t, dist, v2, "amd64")
-
-	t.Run("lintian", func(t *testing.T) {
-		cmd := exec.Command(lintian, "--tag-display-limit", "0", "--fail-on", "error", debs1["agent/amd64"], debs1["collector/amd64"])
-		out, err := cmd.CombinedOutput()
-		var errs, warns []string
-		for _, line := range strings.Split(string(out), "\n") {
-			switch {
-			case strings.HasPrefix(line, "E: "):
-				errs = append(errs, line)
-			case strings.HasPrefix(line, "W: "):
-				warns = append(warns, line)
-			}
-		}
-		if err != nil || len(errs) > 0 {
-			t.Fatalf("lintian: %v, %d errors:\n%s", err, len(errs), out)
-		}
-		t.Logf("lintian: 0 errors, %d warnings %q", len(warns), warns)
-	})
-
+	src := edgeRoot(t)
+	debs1, err := edgeMakeDeb(src, t.TempDir(), v1, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lintian (CPU) and the N+1 build run while the root installs N (disk).
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	type lintResult struct {
+		out []byte
+		err error
+	}
+	lint := make(chan lintResult, 1)
+	go func() {
+		out, err := exec.CommandContext(ctx, lintian, "--tag-display-limit", "0", "--fail-on", "error", debs1["agent/amd64"], debs1["collector/amd64"]).CombinedOutput()
+		lint <- lintResult{out, err}
+	}()
+	type buildResult struct {
+		debs map[string]string
+		err  error
+	}
+	nextBuild := make(chan buildResult, 1)
+	dist2 := t.TempDir()
+	go func() {
+		debs, err := edgeMakeDeb(src, dist2, v2, "amd64")
+		nextBuild <- buildResult{debs, err}
+	}()
 	// The packaged default configuration is what the package ships and what
 	// the unit's ExecStartPre checks.
 	wantCfg := map[string][]byte{}
@@ -384,6 +394,11 @@ func TestEdge_DebPackages(t *testing.T) {
 	}
 
 	// ---- upgrade to N+1
+	nb := <-nextBuild
+	if nb.err != nil {
+		t.Fatal(nb.err)
+	}
+	debs2 := nb.debs
 	edgeChrootOK(t, root, "dpkg", "--force-unsafe-io", "-i", copyIn(debs2["agent/amd64"]), copyIn(debs2["collector/amd64"]))
 	for _, prog := range []string{"agent", "collector"} {
 		if v := version(prog); v != v2+" ii" {
@@ -453,5 +468,22 @@ func TestEdge_DebPackages(t *testing.T) {
 			t.Fatalf("dpkg-query citysense-%s after purge: %q", prog, out)
 		}
 	}
+	// Lintian has been running meanwhile.
+	t.Run("lintian", func(t *testing.T) {
+		r := <-lint
+		var errs, warns []string
+		for _, line := range strings.Split(string(r.out), "\n") {
+			switch {
+			case strings.HasPrefix(line, "E: "):
+				errs = append(errs, line)
+			case strings.HasPrefix(line, "W: "):
+				warns = append(warns, line)
+			}
+		}
+		if r.err != nil || len(errs) > 0 {
+			t.Fatalf("lintian: %v, %d errors:\n%s", r.err, len(errs), r.out)
+		}
+		t.Logf("lintian: 0 errors, %d warnings %q", len(warns), warns)
+	})
 	t.Logf("install %s, upgrade to %s keeping %d buffered points in %d batches and the edited conffile, remove, purge: clean", v1, v2, points, batches)
 }
