@@ -376,8 +376,9 @@ func (q *obsQuery) byDatastream(ctx context.Context, ds []*dstream, from, to int
 }
 
 // byTime reads in time order (ties by Datastream id) in slabs of time
-// that grow fourfold from one hour, so that the newest (or oldest) page
-// reads little more than it answers.
+// that grow fourfold from one minute, so that the newest (or oldest) page
+// reads little more than it answers, whether it spans one Datastream or
+// thousands.
 func (q *obsQuery) byTime(ctx context.Context, ds []*dstream, from, to int64, residual []node, qo *query, desc bool, page obsPage) (obsPage, error) {
 	c := qo.cursor
 	if c != nil {
@@ -395,7 +396,7 @@ func (q *obsQuery) byTime(ctx context.Context, ds []*dstream, from, to int64, re
 	for _, d := range ds {
 		anchor = max(anchor, d.st.lastSeen)
 	}
-	span := int64(time.Hour)
+	span := int64(time.Minute)
 	var acc []ent
 	lo, hi := from, to
 	if desc {
