@@ -28,6 +28,8 @@ import (
 const (
 	DefaultPollInterval = 30 * time.Second
 	DefaultPollTimeout  = 5 * time.Second
+	defaultMaxAge       = 60 * time.Second // CoAP's Max-Age when an answer has none
+	maxAgeGrace         = 2 * time.Second  // for a notification sent as Max-Age expires
 )
 
 // Poll is one CoAP resource the input reads itself: a GET every Interval
@@ -161,6 +163,7 @@ func (in *Input) runPoll(ctx context.Context, acc protocols.Accumulator, p *Poll
 	// A new exchange waits Interval after the previous one started, plus
 	// up to Jitter, and the first waits the jitter alone.
 	wait := jitter(p.Jitter.D())
+	backoff := time.Duration(0) // between registrations that brought nothing
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,12 +190,19 @@ func (in *Input) runPoll(ctx context.Context, acc protocols.Accumulator, p *Poll
 				continue
 			}
 		}
-		if p.Observe {
-			in.observe(ctx, acc, p, cc, m)
-		} else {
+		if !p.Observe {
 			in.pollOnce(ctx, acc, p, cc, m)
+			wait = max(0, p.Interval.D()-time.Since(started)) + jitter(p.Jitter.D())
+			continue
 		}
-		wait = max(0, p.Interval.D()-time.Since(started)) + jitter(p.Jitter.D())
+		// An observation that ended is renewed after a second, and after
+		// twice as long each time one brings nothing, up to the interval.
+		if in.observe(ctx, acc, p, cc, m) {
+			backoff = time.Second
+		} else {
+			backoff = min(max(2*backoff, time.Second), p.Interval.D())
+		}
+		wait = min(backoff, p.Interval.D()) + jitter(p.Jitter.D())
 	}
 }
 
@@ -238,22 +248,27 @@ func (in *Input) pollOnce(ctx context.Context, acc protocols.Accumulator, p *Pol
 }
 
 // observe registers for notifications and stores each until the
-// observation ends: ctx done, the server cancelling, or the connection
-// failing. Notifications are handed to this goroutine, so a slow buffer
-// commit holds back only this resource's notifications.
-func (in *Input) observe(ctx context.Context, acc protocols.Accumulator, p *Poll, cc *udpclient.Conn, m *pollMetrics) {
+// observation ends: ctx done, the server cancelling, no notification within
+// the last one's Max-Age, or the connection failing. Notifications are
+// handed to this goroutine, so a slow buffer commit holds back only this
+// resource's notifications. It reports whether any arrived.
+func (in *Input) observe(ctx context.Context, acc protocols.Accumulator, p *Poll, cc *udpclient.Conn, m *pollMetrics) (delivered bool) {
 	m.polls.Inc()
 	type note struct {
-		code codes.Code
-		cf   int
-		body []byte
+		code   codes.Code
+		cf     int
+		body   []byte
+		maxAge time.Duration
 	}
 	notes := make(chan note, 16)
 	rctx, cancel := context.WithTimeout(ctx, p.Timeout.D())
 	obs, err := cc.Observe(rctx, p.path, func(r *pool.Message) {
-		n := note{code: r.Code(), cf: -1}
+		n := note{code: r.Code(), cf: -1, maxAge: defaultMaxAge}
 		if f, err := r.ContentFormat(); err == nil {
 			n.cf = int(f)
+		}
+		if ma, err := r.GetOptionUint32(message.MaxAge); err == nil {
+			n.maxAge = time.Duration(ma) * time.Second
 		}
 		if r.Body() != nil {
 			n.body, _ = r.ReadBody()
@@ -278,6 +293,10 @@ func (in *Input) observe(ctx context.Context, acc protocols.Accumulator, p *Poll
 	}()
 	check := time.NewTicker(p.Interval.D())
 	defer check.Stop()
+	// RFC 7641 3.3.1: a representation older than its Max-Age means the
+	// server may have lost the observation (a reboot, say): register again.
+	fresh := time.NewTimer(defaultMaxAge + maxAgeGrace)
+	defer fresh.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -291,8 +310,13 @@ func (in *Input) observe(ctx context.Context, acc protocols.Accumulator, p *Poll
 				in.logBad("coap observe: the server ended the observation, registering again", "url", p.URL)
 				return
 			}
+		case <-fresh.C:
+			in.logBad("coap observe: no notification within Max-Age, registering again", "url", p.URL)
+			return
 		case n := <-notes:
 			m.notifications.Inc()
+			delivered = true
+			fresh.Reset(n.maxAge + maxAgeGrace)
 			in.store(ctx, acc, p, n.code, n.cf, n.body, m)
 		}
 	}

@@ -28,6 +28,8 @@ import (
 type resourceServer struct {
 	addr string
 
+	maxAge byte // seconds, sent with the registration's answer; 0: none
+
 	mu       sync.Mutex
 	gets     map[string]int
 	observer mux.Conn
@@ -56,7 +58,11 @@ func startResourceServer(t *testing.T, bodies map[string]struct {
 			rs.mu.Lock()
 			rs.observer, rs.token = w.Conn(), req.Token()
 			rs.mu.Unlock()
-			_ = w.SetResponse(codes.Content, message.AppJSON, bytes.NewReader([]byte(`{"level":1,"time":1767225600}`)), message.Option{ID: message.Observe, Value: []byte{2}})
+			opts := []message.Option{{ID: message.Observe, Value: []byte{2}}}
+			if rs.maxAge > 0 {
+				opts = append(opts, message.Option{ID: message.MaxAge, Value: []byte{rs.maxAge}})
+			}
+			_ = w.SetResponse(codes.Content, message.AppJSON, bytes.NewReader([]byte(`{"level":1,"time":1767225600}`)), opts...)
 			return
 		}
 		b, ok := bodies[path]
@@ -139,8 +145,16 @@ func TestInput_Run_poll(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx, acc) }()
-	waitUntil(t, "three polls of each", func() bool {
-		return rs.count("/sensors/air?unit=1") >= 3 && rs.count("/lp?") >= 3
+	waitUntil(t, "three polls of each stored", func() bool {
+		air, noise := 0, 0
+		for _, p := range acc.snapshot() {
+			if p.Measurement == "air" {
+				air++
+			} else {
+				noise++
+			}
+		}
+		return air >= 3 && noise >= 3
 	})
 	cancel()
 	if err := <-done; err != nil {
@@ -248,5 +262,31 @@ func TestInput_Init_poll(t *testing.T) {
 	p := in.Poll[0]
 	if p.addr != "192.0.2.7:5683" || p.measurement != "air" || p.Interval.D() != DefaultPollInterval || p.Timeout.D() != DefaultPollTimeout {
 		t.Fatalf("defaults %+v", p)
+	}
+}
+
+// TestInput_Run_observeReregisters: a server that stops notifying (it lost
+// its observers, say) is registered with again once the last
+// representation's Max-Age has passed.
+func TestInput_Run_observeReregisters(t *testing.T) {
+	rs := startResourceServer(t, nil)
+	rs.maxAge = 1
+	in := New()
+	in.Listen = ""
+	in.Poll = []Poll{{URL: "coap://" + rs.addr + "/obs", Observe: true, Measurement: "tank", Interval: confx.Duration(time.Hour)}}
+	if err := in.Init(nil); err != nil {
+		t.Fatal(err)
+	}
+	acc := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, acc) }()
+	waitUntil(t, "a second registration", func() bool { return rs.count("/obs?#observe=0") >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(acc.snapshot()); n < 2 {
+		t.Fatalf("%d points, want one per registration", n)
 	}
 }
