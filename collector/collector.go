@@ -243,6 +243,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		apiOpts.Registry = registryView{c.chain}
 	}
 	apiOpts.Live = liveSource{nc: b.Conn(), log: c.log}
+	apiOpts.ArchiveDir = filepath.Join(cfg.Node.DataDir, "archive")
 	if apiOpts.Districts, apiOpts.DistrictProperty, err = districtsFile(c.chain, cfg.Dir()); err != nil {
 		ln.Close()
 		return err
@@ -262,6 +263,11 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	apiOpts.STA = sta.New(staOpts, c.log)
 	handler := api.New(apiOpts, c.log)
 	srv := api.NewServer(handler, c.log)
+	// The bulk archive reads the store: it stops before the store closes.
+	archiveCtx, stopArchive := context.WithCancel(context.Background())
+	archiveDone := make(chan struct{})
+	go func() { defer close(archiveDone); handler.RunArchive(archiveCtx) }()
+	defer func() { stopArchive(); <-archiveDone }()
 
 	// Ingest gets its own context: it must keep running while HTTP drains
 	// and stop only after, in the order Run documents.

@@ -88,8 +88,14 @@ type Options struct {
 	// the zero value means DefaultRateLimit, a negative PerSecond turns it
 	// off.
 	RateLimit RateLimit
-	// Portal configures the data portal's pages.
+	// Portal configures the data portal's pages; its licence and
+	// attribution are also the archive's.
 	Portal portal.Options
+	// ArchiveDir holds the bulk archive that RunArchive produces; empty
+	// turns the archive off (/api/v1/archive lists nothing). ArchiveDays
+	// is how many closed days it keeps (zero: DefaultArchiveDays).
+	ArchiveDir  string
+	ArchiveDays int
 	// STA serves OGC SensorThings under /sta/v1.1/; nil leaves it out.
 	STA http.Handler
 }
@@ -111,7 +117,9 @@ type API struct {
 
 	openapiDoc  representation
 	hub         *liveHub
-	liveStop    chan struct{} // closed on shutdown: ends the live streams
+	sumMu       sync.Mutex
+	sums        map[string]string // archive file checksums by path and size
+	liveStop    chan struct{}     // closed on shutdown: ends the live streams
 	stopOnce    sync.Once
 	limiter     *limiter
 	rateLimited *metrics.Counter
@@ -155,6 +163,9 @@ func New(opts Options, log *slog.Logger) *API {
 	if opts.RateLimit == (RateLimit{}) {
 		opts.RateLimit = DefaultRateLimit()
 	}
+	if opts.ArchiveDays <= 0 {
+		opts.ArchiveDays = DefaultArchiveDays
+	}
 	set := metrics.NewSet()
 	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: set,
 		query:             &query.Engine{Source: opts.Store, MaxPoints: opts.MaxPoints, MaxSeries: opts.MaxSeries, Now: opts.Now},
@@ -165,6 +176,7 @@ func New(opts Options, log *slog.Logger) *API {
 		writeUnauthorized: set.NewCounter("citysense_api_write_unauthorized_total"),
 		rateLimited:       set.NewCounter("citysense_api_rate_limited_total"),
 		liveStop:          make(chan struct{}),
+		sums:              map[string]string{},
 	}
 	// Gzipping bytes into memory cannot fail.
 	a.openapiDoc, _ = newRepresentation(openapiJSON)
@@ -243,6 +255,8 @@ func (a *API) publicRoutes() []route {
 		{"GET /api/v1/districts", a.districts},
 		{"GET /api/v1/live", a.live},
 		{"GET /api/v1/schema", a.schema},
+		{"GET /api/v1/archive", a.archive},
+		{"GET /api/v1/archive/{day}/{district}/{file}", a.archiveDownload},
 		{"GET /api/openapi.json", a.openapi},
 	}
 }
