@@ -435,7 +435,11 @@ func (q *obsQuery) byTime(ctx context.Context, ds []*dstream, from, to int64, re
 		if len(acc) >= need {
 			break
 		}
-		span = satAdd(span, 3*span)
+		if span > math.MaxInt64/4 {
+			span = math.MaxInt64
+		} else {
+			span *= 4
+		}
 		if desc {
 			if lo <= from {
 				break
