@@ -128,8 +128,9 @@ inputs:
 	if v, _ := agMetric(t, httpA, "citysense_agent_quarantine_entries"); v != 3 {
 		t.Errorf("citysense_agent_quarantine_entries = %v, want 3", v)
 	}
-	if n := len(agLogLines(t, agent, "unreadable payload quarantined")); n != 1 {
-		t.Errorf("%d log lines about quarantined payloads, want 1 (rate-limited)", n)
+	// One line per 10 s per input: the three came within a few seconds.
+	if n := len(agLogLines(t, agent, "unreadable payload quarantined")); n == 0 || n >= len(garbage) {
+		t.Errorf("%d log lines about %d quarantined payloads, want fewer (rate-limited) but some", n, len(garbage))
 	}
 
 	// Purge while the agent runs: nothing is older than a day, then all.
