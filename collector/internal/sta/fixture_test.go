@@ -103,10 +103,12 @@ func fixture(t testing.TB) *store.Store {
 // countingStore counts the points ReadRaw hands out.
 type countingStore struct {
 	*store.Store
-	read atomic.Int64
+	read  atomic.Int64
+	calls atomic.Int64
 }
 
 func (c *countingStore) ReadRaw(ctx context.Context, refs []store.SeriesRef, from, to int64, fn func(i int, samples []store.Sample) error) error {
+	c.calls.Add(1)
 	return c.Store.ReadRaw(ctx, refs, from, to, func(i int, s []store.Sample) error {
 		c.read.Add(int64(len(s)))
 		return fn(i, s)

@@ -149,6 +149,24 @@ func TestHandler_paging25000(t *testing.T) {
 		}
 	})
 
+	t.Run("open-ended time orders read in few slabs", func(t *testing.T) {
+		// Oldest first from the beginning of time and newest first to its
+		// end: the slabs grow fourfold, so reaching 2026 from either end
+		// of int64 time takes a few dozen reads, not millions.
+		for _, u := range []string{"/sta/v1.1/Observations?$orderby=phenomenonTime&$top=1&$select=result",
+			"/sta/v1.1/Observations?$orderby=phenomenonTime%20desc&$top=1&$select=result&$filter=phenomenonTime%20lt%202026-01-01T00:00:01Z",
+			"/sta/v1.1/Observations?$orderby=phenomenonTime%20desc&$top=1&$select=result&$filter=phenomenonTime%20lt%201900-01-01",
+			"/sta/v1.1/Observations?$orderby=phenomenonTime&$top=1&$select=result&$filter=phenomenonTime%20gt%202200-01-01"} {
+			before := cs.calls.Load()
+			code, _, body := get(t, h, u)
+			calls := cs.calls.Load() - before
+			if code != 200 || calls > 64 {
+				t.Fatalf("GET %s = %d %s after %d reads", u, code, body, calls)
+			}
+			t.Logf("%s: %d reads", u, calls)
+		}
+	})
+
 	t.Run("skip far in", func(t *testing.T) {
 		code, v, body := get(t, h, "/sta/v1.1/Datastreams('s0101:air:pm25')/Observations?$skip=499&$select=result")
 		if code != 200 || strings.TrimSpace(body) != `{"value":[{"result":-499}]}` || v["@iot.nextLink"] != nil {
