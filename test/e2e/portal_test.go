@@ -254,6 +254,17 @@ func TestPortal(t *testing.T) {
 		return err == nil && strings.Contains(statusText, "Live update"), fmt.Errorf("status %q: %v", statusText, err)
 	})
 
+	// Keyboard: a marker takes the focus, and Enter opens its station.
+	var opened string
+	if err := chromedp.Run(bctx,
+		chromedp.Focus("#map .cs-marker", chromedp.ByQuery),
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible("#view-station #charts[data-ready]", chromedp.ByQuery),
+		chromedp.Evaluate(`location.hash`, &opened),
+	); err != nil || !strings.HasPrefix(opened, "#/station/s") {
+		t.Fatalf("keyboard: Enter on a marker opened %q (%v)", opened, err)
+	}
+
 	// The table alternative lists every station.
 	var rows int
 	if err := chromedp.Run(bctx,
@@ -391,6 +402,20 @@ func TestPortal(t *testing.T) {
 	var ans seriesAnswer
 	if err := getJSON(ctx, base+cc.Src, &ans); err != nil || len(ans.Series) != 1 || len(ans.Series[0].Points) != len(cc.Data[0]) {
 		t.Fatalf("custom range %s: %v, chart %d points", cc.Src, err, len(cc.Data[0]))
+	}
+
+	// Mobile: one column, nothing wider than the screen.
+	var overflow bool
+	if err := chromedp.Run(bctx,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Sleep(300*time.Millisecond),
+		chromedp.Evaluate(`document.documentElement.scrollWidth > window.innerWidth`, &overflow),
+	); err != nil || overflow {
+		t.Errorf("station page wider than a 390 px screen (%v)", err)
+	}
+	shot("portal-station-mobile")
+	if err := chromedp.Run(bctx, chromedp.EmulateViewport(1280, 1000)); err != nil {
+		t.Fatal(err)
 	}
 
 	// A district page, the about page and the German catalogue.

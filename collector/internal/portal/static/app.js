@@ -457,6 +457,18 @@
     });
   }
 
+  // Charts follow the width of their box (rotating a phone, resizing).
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      Object.keys(state.charts).forEach(function (k) {
+        var u = state.charts[k], box = u.root.parentNode;
+        if (box && box.clientWidth) { u.setSize({ width: Math.max(280, box.clientWidth), height: 220 }); }
+      });
+    }, 150);
+  });
+
   // ---- start
   function start() {
     var saved = null;
