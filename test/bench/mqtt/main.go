@@ -262,12 +262,20 @@ outputs:
 		err := getJSON("http://"+httpA+"/status", &st)
 		return st.PointsRead, err
 	}
-	return measure(ctx, r, res, "bench", read)
+	// The buffer's group commit: how many messages share one fsync'd
+	// commit, and what one costs.
+	commits := func() (n, seconds float64) {
+		u := "http://" + httpA + "/metrics"
+		n, _ = metric(u, "citysense_agent_buffer_commits_total")
+		seconds, _ = metric(u, "citysense_agent_buffer_commit_duration_seconds_sum")
+		return n, seconds
+	}
+	return measure(ctx, r, res, "bench", read, commits)
 }
 
 // measure publishes and counts. topicRoot/<district>/<station> carries the
 // messages; taken reports how many messages the subscriber has taken.
-func measure(ctx context.Context, r *rig, res result, topicRoot string, taken func() (int, error)) (result, error) {
+func measure(ctx context.Context, r *rig, res result, topicRoot string, taken func() (int, error), commits func() (n, seconds float64)) (result, error) {
 	cfg := r.cfg
 	pubs := make([]paho.Client, cfg.publishers)
 	for i := range pubs {
@@ -313,6 +321,10 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 		return res, fmt.Errorf("probes never reached the store: %w", err)
 	}
 	taken0, _ := taken()
+	var commits0, commitSec0 float64
+	if commits != nil {
+		commits0, commitSec0 = commits()
+	}
 	cpu0 := map[string]time.Duration{}
 	for _, p := range r.procs {
 		cpu0[p.name], _ = p.cpu()
@@ -408,6 +420,12 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 			break
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+	if commits != nil {
+		n, sec := commits()
+		if n -= commits0; n > 0 {
+			res.note = strings.TrimPrefix(res.note+fmt.Sprintf("; %.0f msgs per fsync'd commit, %.2f ms per commit", float64(res.published)/n, (sec-commitSec0)/n*1000), "; ")
+		}
 	}
 	res.cpu = map[string]time.Duration{}
 	for _, p := range r.procs {
@@ -518,7 +536,7 @@ func runTelegraf(ctx context.Context, cfg config) (result, error) {
 		v, err := r.storedPoints()
 		return int(v), err
 	}
-	return measure(ctx, r, res, "tg", stored)
+	return measure(ctx, r, res, "tg", stored, nil)
 }
 
 func report(out io.Writer, cfg config, results []result) {
