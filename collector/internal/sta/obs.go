@@ -172,6 +172,13 @@ func (q *obsQuery) plan(cands []*dstream, filter node) (ds []*dstream, from, to 
 				from, to = max(from, f), min(to, t)
 				continue
 			}
+			if dsID, t, ok := idBound(c); ok {
+				// @iot.id eq '<datastream>:<ns>': one point of one
+				// Datastream.
+				from, to = max(from, t), min(to, t)
+				dsConds = append(dsConds, binary{"eq", path{[]string{"Datastream", "@iot.id"}}, lit{dsID}})
+				continue
+			}
 			if onlyDatastream(c) {
 				dsConds = append(dsConds, c)
 				continue
@@ -250,6 +257,33 @@ func timeBound(n node) (from, to int64, ok bool) {
 		return from, t, true
 	}
 	return 0, 0, false
+}
+
+// idBound reads `@iot.id eq '<datastream id>:<ns>'` (either way round).
+func idBound(n node) (ds string, t int64, ok bool) {
+	b, isBin := n.(binary)
+	if !isBin || b.op != "eq" {
+		return "", 0, false
+	}
+	l, r := b.l, b.r
+	if _, isLit := l.(lit); isLit {
+		l, r = r, l
+	}
+	p, isPath := l.(path)
+	v, isLit := r.(lit)
+	id, isStr := v.v.(string)
+	if !isPath || !isLit || !isStr || len(p.segs) != 1 || p.segs[0] != "@iot.id" && p.segs[0] != "id" {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(id, ':')
+	if i < 0 {
+		return "", 0, false
+	}
+	t, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return id[:i], t, true
 }
 
 // onlyDatastream reports whether every path of n goes through the

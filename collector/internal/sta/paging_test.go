@@ -167,6 +167,18 @@ func TestHandler_paging25000(t *testing.T) {
 		}
 	})
 
+	t.Run("id pushed down", func(t *testing.T) {
+		id := "s0100:air:pm25:" + strconv.FormatInt(t0+12_345*int64(time.Second), 10)
+		before := cs.read.Load()
+		code, _, body := get(t, h, "/sta/v1.1/Observations?$select=result&$filter=@iot.id%20eq%20%27"+id+"%27")
+		if code != 200 || strings.TrimSpace(body) != `{"value":[{"result":3086.25}]}` {
+			t.Fatalf("%d %s", code, body)
+		}
+		if read := cs.read.Load() - before; read > 7200 {
+			t.Fatalf("read %d points for one", read)
+		}
+	})
+
 	t.Run("skip far in", func(t *testing.T) {
 		code, v, body := get(t, h, "/sta/v1.1/Datastreams('s0101:air:pm25')/Observations?$skip=499&$select=result")
 		if code != 200 || strings.TrimSpace(body) != `{"value":[{"result":-499}]}` || v["@iot.nextLink"] != nil {
