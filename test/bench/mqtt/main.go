@@ -329,6 +329,7 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 	for _, p := range r.procs {
 		cpu0[p.name], _ = p.cpu()
 	}
+	cpu0["publishers"], _ = pidCPU(os.Getpid())
 
 	// Publish, holding at most window messages ahead of the subscriber.
 	var next, sent atomic.Int64 // counters handed out, messages published
@@ -432,6 +433,8 @@ func measure(ctx context.Context, r *rig, res result, topicRoot string, taken fu
 		c, _ := p.cpu()
 		res.cpu[p.name] = c - cpu0[p.name]
 	}
+	c, _ := pidCPU(os.Getpid()) // this program: the publishers, mostly
+	res.cpu["publishers"] = c - cpu0["publishers"]
 	time.Sleep(time.Second) // late duplicates would arrive now
 	// Exact: which counters arrived.
 	seen := make([]uint8, res.published)
@@ -555,7 +558,7 @@ func report(out io.Writer, cfg config, results []result) {
 		}
 		fmt.Fprintln(out)
 		fmt.Fprintf(out, "%-34s", "  CPU s during the run:")
-		for _, name := range []string{"mosquitto", "agent", "telegraf", "collector"} {
+		for _, name := range []string{"mosquitto", "agent", "telegraf", "collector", "publishers"} {
 			if c, ok := r.cpu[name]; ok {
 				fmt.Fprintf(out, " %s %.2f (%.0f msg/CPU-s)", name, c.Seconds(), float64(r.published)/c.Seconds())
 			}
@@ -594,8 +597,11 @@ func startProc(name, bin string, args []string, logPath string) (*proc, error) {
 }
 
 // cpu is the user+system CPU time the process used so far.
-func (p *proc) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *proc) cpu() (time.Duration, error) { return pidCPU(p.cmd.Process.Pid) }
+
+// pidCPU is the user+system CPU time process pid used so far.
+func pidCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
