@@ -26,8 +26,12 @@
 //   - Every request is bounded: $top at most MaxTop, $expand at most
 //     MaxExpandDepth deep, at most MaxEntities entities in one answer, at
 //     most MaxScan raw points read; past a bound the answer is a 400 that
-//     says what to narrow (or, when paging through Observations, a shorter
-//     page with a nextLink that continues where the reading stopped).
+//     says what to narrow (or, when paging through Observations in the
+//     default order, a shorter page with a nextLink that continues where
+//     the reading stopped).
+//   - Registered stations are placed only where the registry's privacy
+//     rule (Registry.PublicLocation) allows; positions their points report
+//     are used only for unregistered stations.
 //   - Quality flag fields (qc, *_qc) are not Datastreams.
 //   - Paths in $filter may not lead to Observations from another entity
 //     set (no any/all lambdas); to-many navigations in paths match when any
