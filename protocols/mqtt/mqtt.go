@@ -509,6 +509,7 @@ func (in *Input) Run(ctx context.Context, acc protocols.Accumulator) error {
 	// connections into one fsync.
 	var wg sync.WaitGroup
 	var clients []Client
+	var loops []func() // started once every client exists
 	for i := range in.Connections {
 		clientID := in.connClientID(i)
 		w := &worker{in: in, acc: acc, m: newInputMetrics(set, clientID), parsers: make([]parser, len(in.subs))}
@@ -544,7 +545,10 @@ func (in *Input) Run(ctx context.Context, acc protocols.Accumulator) error {
 			return fmt.Errorf("mqtt client: %w", err)
 		}
 		clients = append(clients, cl)
-		wg.Go(func() { w.loop(ctx, queue) })
+		loops = append(loops, func() { w.loop(ctx, queue) })
+	}
+	for _, loop := range loops {
+		wg.Go(loop)
 	}
 	// Connect in parallel: Connect returns once connected and subscribed.
 	var connecting sync.WaitGroup
