@@ -1,11 +1,12 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/citysense/citysense/protocols"
 )
@@ -127,11 +128,15 @@ func decimalOf(v float64) (m int64, d int, ok bool) {
 // colBlock is one series and field set of a batch being encoded.
 type colBlock struct {
 	rows []*protocols.Point
+	key  [2]int // the block key in colEncoder.keys
+	next int    // the next block whose key has the same hash; -1: none
 }
 
 // colEncoder encodes batches; pooled, it keeps its maps and slices.
 type colEncoder struct {
-	index  map[string]int
+	index  map[uint64]int // hash of a block key → its last block with that hash
+	seed   maphash.Seed
+	keys   []byte            // the blocks' keys, back to back
 	strs   map[string]uint32 // the batch's string table: names, tag values
 	list   []string
 	blocks []colBlock
@@ -143,7 +148,9 @@ type colEncoder struct {
 	exc    []int32
 }
 
-var colEncoders = sync.Pool{New: func() any { return &colEncoder{index: map[string]int{}, strs: map[string]uint32{}} }}
+var colEncoders = newFreeList(func() *colEncoder {
+	return &colEncoder{index: map[uint64]int{}, seed: maphash.MakeSeed(), strs: map[string]uint32{}}
+})
 
 // strAt is str with a memo per position in the header (measurement, tag
 // i's key or value, field i's key): consecutive blocks mostly repeat the
@@ -209,9 +216,10 @@ func appendString(b []byte, s string) []byte {
 // encodeColumnar appends the columnar form of the points of spans to dst.
 // The points must be valid (protocols.Point.Validate).
 func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
-	e := colEncoders.Get().(*colEncoder)
+	e := colEncoders.get()
 	defer func() {
 		clear(e.index)
+		e.keys = e.keys[:0]
 		clear(e.strs)
 		clear(e.list)
 		clear(e.memo[:])
@@ -221,21 +229,36 @@ func encodeColumnar(dst []byte, spans [][]protocols.Point) []byte {
 			e.blocks[i].rows = e.blocks[i].rows[:0]
 		}
 		e.blocks = e.blocks[:0]
-		colEncoders.Put(e)
+		colEncoders.put(e)
 	}()
 	for _, pts := range spans {
 		for i := range pts {
 			p := &pts[i]
+			// A map keyed by the key's hash, with the keys kept in one
+			// slice, instead of a map[string]: that allocated a string for
+			// every new block, a third of the garbage a commit made.
 			k := e.blockKey(p)
-			bi, ok := e.index[string(k)]
+			h := maphash.Bytes(e.seed, k)
+			bi, ok := e.index[h]
+			for ok && !bytes.Equal(e.keys[e.blocks[bi].key[0]:e.blocks[bi].key[1]], k) {
+				bi = e.blocks[bi].next
+				ok = bi >= 0
+			}
 			if !ok {
+				next, chained := e.index[h]
+				if !chained {
+					next = -1
+				}
 				bi = len(e.blocks)
-				e.index[string(k)] = bi
+				e.index[h] = bi
 				if bi < cap(e.blocks) {
 					e.blocks = e.blocks[:bi+1]
 				} else {
 					e.blocks = append(e.blocks, colBlock{})
 				}
+				start := len(e.keys)
+				e.keys = append(e.keys, k...)
+				e.blocks[bi].key, e.blocks[bi].next = [2]int{start, len(e.keys)}, next
 			}
 			e.blocks[bi].rows = append(e.blocks[bi].rows, p)
 		}
@@ -468,12 +491,15 @@ func (r *colReader) count(per int) int {
 	return int(n)
 }
 
-func (r *colReader) string() string {
+func (r *colReader) string() string { return string(r.bytes()) }
+
+// bytes reads a string as a view into the body.
+func (r *colReader) bytes() []byte {
 	n := r.count(1)
 	if r.err != nil {
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	s := r.b[:n:n]
 	r.b = r.b[n:]
 	return s
 }
@@ -491,7 +517,7 @@ type colHeader struct {
 
 // colDecoder holds a decode's scratch space; pooled.
 type colDecoder struct {
-	strs    []string
+	strs    [][]byte // the string table, views into the body
 	tagStrs []int32
 	keyStrs []int32
 	kinds   []protocols.Kind
@@ -506,7 +532,7 @@ type colDecoder struct {
 	fields []protocols.Field
 }
 
-func getColDecoder() *colDecoder { return colDecoders.Get().(*colDecoder) }
+func getColDecoder() *colDecoder { return colDecoders.get() }
 
 func (d *colDecoder) release() {
 	clear(d.blocks)
@@ -520,10 +546,43 @@ func (d *colDecoder) release() {
 	if cap(d.vals) > 1<<16 {
 		d.vals, d.times, d.decs, d.ms = nil, nil, nil, nil
 	}
-	colDecoders.Put(d)
+	colDecoders.put(d)
 }
 
-var colDecoders = sync.Pool{New: func() any { return new(colDecoder) }}
+var colDecoders = newFreeList(func() *colDecoder { return new(colDecoder) })
+
+// freeList keeps a few objects with their grown slices and maps for reuse.
+// Unlike a sync.Pool it keeps them across garbage collections: under load
+// the agent collects about once per batch, so a pool was empty whenever a
+// batch came and every batch grew its slices anew.
+type freeList[T any] struct {
+	free chan T
+	make func() T
+}
+
+// freeListSize is about the encodes or decodes that run at once: one per
+// CPU of a gateway in a commit, one per output.
+const freeListSize = 4
+
+func newFreeList[T any](fresh func() T) *freeList[T] {
+	return &freeList[T]{free: make(chan T, freeListSize), make: fresh}
+}
+
+func (f *freeList[T]) get() T {
+	select {
+	case x := <-f.free:
+		return x
+	default:
+		return f.make()
+	}
+}
+
+func (f *freeList[T]) put(x T) {
+	select {
+	case f.free <- x:
+	default:
+	}
+}
 
 // decodeColumnar calls fn with every point of a columnar body, block by
 // block. The point and its slices are reused: fn must copy what it keeps.
@@ -538,12 +597,16 @@ func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
 	var p protocols.Point
 	for i := range d.blocks {
 		h := &d.blocks[i]
-		p.Measurement, p.Tags = d.strs[h.measurement], nil
+		p.Measurement, p.Tags = string(d.strs[h.measurement]), nil
 		if h.ntags > 0 {
 			p.Tags = make([]protocols.Tag, h.ntags)
 			for ti := range p.Tags {
-				p.Tags[ti] = protocols.Tag{Key: d.strs[d.tagStrs[h.tags+2*ti]], Value: d.strs[d.tagStrs[h.tags+2*ti+1]]}
+				p.Tags[ti] = protocols.Tag{Key: string(d.strs[d.tagStrs[h.tags+2*ti]]), Value: string(d.strs[d.tagStrs[h.tags+2*ti+1]])}
 			}
+		}
+		keys := make([]string, h.nkeys)
+		for fi := range keys {
+			keys[fi] = string(d.strs[d.keyStrs[h.keys+fi]])
 		}
 		d.fields = slices.Grow(d.fields[:0], h.nkeys)[:h.nkeys]
 		p.Fields = d.fields
@@ -551,7 +614,7 @@ func decodeColumnar(body []byte, fn func(p *protocols.Point) error) error {
 			p.Time = d.times[h.times+j]
 			for fi := range p.Fields {
 				// Set in full for every row: fn may have changed them.
-				p.Fields[fi] = protocols.Field{Key: d.strs[d.keyStrs[h.keys+fi]], Value: d.vals[h.values+fi*h.rows+j]}
+				p.Fields[fi] = protocols.Field{Key: keys[fi], Value: d.vals[h.values+fi*h.rows+j]}
 			}
 			if err := fn(&p); err != nil {
 				return err
@@ -569,7 +632,7 @@ func (d *colDecoder) parse(body []byte) error {
 	}
 	nstrs := r.count(1)
 	for range nstrs {
-		d.strs = append(d.strs, r.string())
+		d.strs = append(d.strs, r.bytes())
 	}
 	str := func() int32 {
 		i := r.uvarint()
@@ -605,7 +668,7 @@ func (d *colDecoder) parse(body []byte) error {
 		if r.err != nil {
 			return r.err
 		}
-		if h.rows == 0 || d.strs[h.measurement] == "" || h.nkeys == 0 {
+		if h.rows == 0 || len(d.strs[h.measurement]) == 0 || h.nkeys == 0 {
 			return colErr("empty block")
 		}
 		nf := h.nkeys

@@ -262,11 +262,11 @@ func (b *Buffer) buildBatches(reqs []*request) []*newBatch {
 // several.
 func (b *Buffer) encodeAll(batches []*newBatch) {
 	encode := func(nb *newBatch) {
-		scratch := colScratch.Get().(*[]byte)
+		scratch := colScratch.get()
 		*scratch = encodeColumnar((*scratch)[:0], nb.spans)
 		nb.body = b.compress(*scratch)
 		nb.spans = nil
-		colScratch.Put(scratch)
+		colScratch.put(scratch)
 	}
 	if len(batches) == 1 {
 		encode(batches[0])
@@ -286,7 +286,7 @@ func (b *Buffer) encodeAll(batches []*newBatch) {
 
 // colScratch holds the uncompressed columnar form of a batch while it is
 // compressed.
-var colScratch = sync.Pool{New: func() any { return new([]byte) }}
+var colScratch = newFreeList(func() *[]byte { return new([]byte) })
 
 // estimateSize guesses how much the batches grow the file: bodies larger
 // than a quarter page get pages of their own (rounded up), small ones share

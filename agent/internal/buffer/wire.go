@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -79,7 +78,7 @@ func (t *Transcoder) decompress(dst []byte, b *Batch) ([]byte, error) {
 // scratch holds decompressed bodies and line protocol between uses: a
 // batch's line protocol is about half a megabyte, and making it anew for
 // every batch made the agent's heap swing by megabytes under load.
-var scratch = sync.Pool{New: func() any { return new([]byte) }}
+var scratch = newFreeList(func() *[]byte { return new([]byte) })
 
 // maxPooled is the largest buffer kept for reuse.
 const maxPooled = 4 << 20
@@ -87,7 +86,7 @@ const maxPooled = 4 << 20
 func putScratch(b *[]byte) {
 	if cap(*b) <= maxPooled {
 		*b = (*b)[:0]
-		scratch.Put(b)
+		scratch.put(b)
 	}
 }
 
@@ -103,7 +102,7 @@ func (t *Transcoder) appendLines(dst []byte, b *Batch) ([]byte, error) {
 	if b.Format != Columnar {
 		return nil, fmt.Errorf("unknown batch format %d", b.Format)
 	}
-	body := scratch.Get().(*[]byte)
+	body := scratch.get()
 	defer putScratch(body)
 	var err error
 	if *body, err = t.decompress((*body)[:0], b); err != nil {
@@ -119,7 +118,7 @@ func (t *Transcoder) Wire(b *Batch) ([]byte, error) {
 	if b.Format == LineProtocol {
 		return b.Body, nil
 	}
-	lp := scratch.Get().(*[]byte)
+	lp := scratch.get()
 	defer putScratch(lp)
 	var err error
 	if *lp, err = t.appendLines((*lp)[:0], b); err != nil {
@@ -221,7 +220,7 @@ func byteSet(chars string) (set [256]bool) {
 // appendLPEscaped appends s with the specials escaped as line protocol
 // does: a backslash before the character, or before n, r, t for a
 // newline, carriage return or tab inside a string.
-func appendLPEscaped(dst []byte, s string, specials *[256]bool) []byte {
+func appendLPEscaped[S string | []byte](dst []byte, s S, specials *[256]bool) []byte {
 	clean := true
 	for i := 0; i < len(s) && clean; i++ {
 		clean = !specials[s[i]]
