@@ -64,7 +64,7 @@ cross:
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch \
 	    $(GO) build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(DIST)/citysense-collector-$$os-$$arch ./collector/cmd/citysense-collector; \
 	done
-	@cd $(DIST) && sha256sum citysense-* > SHA256SUMS && ls -l citysense-* | awk '{printf "%-40s %6.1f MB\n", $$9, $$5/1048576}'
+	@cd $(DIST) && sha256sum citysense-* > SHA256SUMS && ls -l citysense-* | awk '{printf "%-40s %6.2f MiB %10d bytes\n", $$9, $$5/1048576, $$5}'
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
