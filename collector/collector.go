@@ -18,6 +18,7 @@ import (
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/config"
 	"github.com/citysense/citysense/collector/internal/ingest"
+	"github.com/citysense/citysense/collector/internal/portal"
 	"github.com/citysense/citysense/collector/internal/sta"
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/enrich"
@@ -244,6 +245,9 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}
 	apiOpts.Live = liveSource{nc: b.Conn(), log: c.log}
 	apiOpts.ArchiveDir = filepath.Join(cfg.Node.DataDir, "archive")
+	pc := cfg.HTTP.Portal
+	apiOpts.Portal = portal.Options{TileURL: pc.TileURL, TileAttribution: pc.TileAttribution,
+		Licence: pc.Licence, LicenceURL: pc.LicenceURL, Attribution: pc.Attribution}
 	if apiOpts.Districts, apiOpts.DistrictProperty, err = districtsFile(c.chain, cfg.Dir()); err != nil {
 		ln.Close()
 		return err

@@ -73,6 +73,23 @@ type HTTP struct {
 	// (SensorThings) start with it. Empty: links follow the request and
 	// its X-Forwarded-Proto, -Host and -Prefix headers.
 	PublicURL string `yaml:"public_url"`
+	// Portal configures the data portal's pages and the data licence
+	// (docs/portal.md).
+	Portal Portal `yaml:"portal"`
+}
+
+// Portal configures the public data portal.
+type Portal struct {
+	// TileURL is a map tile template such as
+	// https://tiles.example.org/{z}/{x}/{y}.png; empty draws the map
+	// without a base layer.
+	TileURL         string `yaml:"tile_url"`
+	TileAttribution string `yaml:"tile_attribution"`
+	// Licence and LicenceURL name the data's licence; empty: CC BY 4.0.
+	Licence    string `yaml:"licence"`
+	LicenceURL string `yaml:"licence_url"`
+	// Attribution is how users should credit the data.
+	Attribution string `yaml:"attribution"`
 }
 
 // NATS is the embedded NATS server that agents publish to.
@@ -306,6 +323,15 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			add("http.public_url", "%q: want an absolute http or https URL without query, e.g. https://data.example.city", p)
 		}
+	}
+	if p := c.HTTP.Portal.TileURL; p != "" {
+		u, err := url.Parse(strings.NewReplacer("{", "", "}", "").Replace(p))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(p, "{z}") || !strings.Contains(p, "{x}") || !strings.Contains(p, "{y}") {
+			add("http.portal.tile_url", "%q: want an http or https template with {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png", p)
+		}
+	}
+	if (c.HTTP.Portal.Licence == "") != (c.HTTP.Portal.LicenceURL == "") {
+		add("http.portal.licence", "set licence and licence_url together")
 	}
 	t := c.NATS.TLS
 	switch {

@@ -150,6 +150,14 @@ func TestLoad_problems(t *testing.T) {
 			want: []string{`FILE:2: http.public_url: "data.example.city/path?x=1": want an absolute http or https URL without query, e.g. https://data.example.city`},
 		},
 		{
+			name: "portal",
+			text: "http:\n  portal:\n    tile_url: ftp://tiles/{z}/{x}.png\n    licence: ODbL\n",
+			want: []string{
+				`FILE:3: http.portal.tile_url: "ftp://tiles/{z}/{x}.png": want an http or https template with {z}, {x} and {y}, e.g. https://tiles.example.org/{z}/{x}/{y}.png`,
+				`FILE:4: http.portal.licence: set licence and licence_url together`,
+			},
+		},
+		{
 			name: "decode and validation problems together",
 			text: "log:\n  level: loud\ningest:\n  batch: many\n  retry_delay: 0s\nnode:\n  nam: x\n",
 			want: []string{
