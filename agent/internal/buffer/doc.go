@@ -6,11 +6,15 @@
 // # Basics
 //
 // The queue lives in <data_dir>/buffer as segment files, each a bbolt
-// database named seg-<first sequence number>.db. Append encodes points as
-// line protocol (nanosecond precision), cuts them into batches of at most
-// BatchPoints points, compresses each batch (zstd, or s2) and stores it
-// under the next sequence number in the newest segment. When a segment
-// reaches SegmentSize it is sealed and a new one begun.
+// database named seg-<first sequence number>.db. Append checks that line
+// protocol can carry the points, the commit cuts them into batches of at
+// most BatchPoints points, encodes each batch as columns (columnar.go:
+// series blocks, delta-of-delta times, decimals as scaled integers),
+// compresses it (zstd, or s2) and stores it under the next sequence number
+// in the newest segment. When a segment reaches SegmentSize it is sealed
+// and a new one begun. Batches of earlier versions, line protocol, are
+// read as they are: each index entry names its batch's format. Outputs
+// turn batches into line protocol with a Transcoder when they send them.
 //
 // Group commit: a single committer goroutine writes. It gathers the Appends
 // that arrive until FlushInterval has passed since its previous commit, or
