@@ -11,7 +11,10 @@
 // batch keeps its buffer number for life and is sent under the id
 // <agent-id>-<seq> (the Nats-Msg-Id header; X-Request-Id over HTTP), so a
 // resend after a lost confirmation or a crash is dropped by the stream's
-// duplicate window instead of stored twice.
+// duplicate window instead of stored twice. The buffer stores batches as
+// columns; both outputs send line protocol, which a buffer.Transcoder
+// writes from them at send time (nats: compressed with the batch's codec,
+// influx: gzip'd when configured).
 //
 // Live first, backfill gently: after an outage (or at start) the output
 // sends new batches as they arrive and drains the backlog piled up before
