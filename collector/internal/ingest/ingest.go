@@ -136,6 +136,7 @@ type Ingester struct {
 	consumerReady chan struct{}
 
 	// Used only from Run's goroutine.
+	wireDec     wire.Decoder // reused per fetch when TrustWire (see process)
 	badLineLog  logLimiter
 	badBatchLog logLimiter
 }
@@ -291,6 +292,11 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	var batches []protocols.Batch
 	var ok []decoded
+	// The store copies what it keeps of a point before Write/WriteDeferred
+	// returns, so on the store's stream one fetch's points can live in the
+	// slabs of the previous one. (The enrich stage may hand points to the
+	// quarantine, so it gets fresh memory.)
+	in.wireDec.Reset()
 	for _, m := range msgs {
 		id := batchID(m)
 		body, err := in.decompress(m.Headers().Get("Content-Encoding"), m.Data())
@@ -317,7 +323,11 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 			// The collector's own stages publish the binary format. Where
 			// it could also come from an agent (CS_RAW) it is validated
 			// like decoded line protocol.
-			pts, err = wire.Decode(body, wire.Options{Validate: !in.cfg.TrustWire})
+			if in.cfg.TrustWire {
+				pts, err = in.wireDec.Decode(body, wire.Options{})
+			} else {
+				pts, err = wire.Decode(body, wire.Options{Validate: true})
+			}
 			if err != nil {
 				in.badBatches.Inc()
 				if allowed, suppressed := in.badBatchLog.allow(time.Now()); allowed {

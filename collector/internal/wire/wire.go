@@ -174,6 +174,42 @@ var ErrCorrupt = errors.New("wire: corrupt message")
 // Decode returns the message's points. Their tag and field slices share
 // two allocations, and each distinct string is allocated once.
 func Decode(b []byte, opts Options) ([]protocols.Point, error) {
+	return (&Decoder{}).Decode(b, opts)
+}
+
+// Decoder decodes messages into slabs it reuses after Reset, for a
+// consumer that is done with the points of earlier messages (the store
+// copies what it keeps): the points, tags and fields of a whole fetch then
+// cost no allocation once the slabs have grown. Strings are still
+// allocated per message, since a consumer may keep them.
+type Decoder struct {
+	pts    []protocols.Point
+	tags   []protocols.Tag
+	fields []protocols.Field
+}
+
+// Reset makes the slabs' memory available again: points returned before
+// it must no longer be used.
+func (dc *Decoder) Reset() {
+	dc.pts, dc.tags, dc.fields = dc.pts[:0], dc.tags[:0], dc.fields[:0]
+}
+
+// grow returns n elements appended to *slab, reusing its capacity.
+func grow[T any](slab *[]T, n int) []T {
+	s := *slab
+	if cap(s)-len(s) < n {
+		// Earlier points keep the old array; the new one takes the rest.
+		s = make([]T, 0, max(2*cap(s), n))
+	}
+	out := s[len(s) : len(s)+n : len(s)+n]
+	clear(out)
+	*slab = s[:len(s)+n]
+	return out
+}
+
+// Decode decodes one message into the decoder's slabs; the points stay
+// valid until Reset.
+func (dc *Decoder) Decode(b []byte, opts Options) ([]protocols.Point, error) {
 	if !Is(b) {
 		return nil, fmt.Errorf("%w: no magic", ErrCorrupt)
 	}
@@ -184,9 +220,9 @@ func Decode(b []byte, opts Options) ([]protocols.Point, error) {
 	if d.err != nil || np > uint64(len(b)/4) || nt > uint64(len(b)/2) || nf > uint64(len(b)/3) {
 		return nil, d.fail("counts")
 	}
-	pts := make([]protocols.Point, np)
-	tags := make([]protocols.Tag, nt)
-	fields := make([]protocols.Field, nf)
+	pts := grow(&dc.pts, int(np))
+	tags := grow(&dc.tags, int(nt))
+	fields := grow(&dc.fields, int(nf))
 	var t int64
 	for i := range pts {
 		p := &pts[i]

@@ -63,6 +63,9 @@ func randomPoints(r *rand.Rand, n int) []protocols.Point {
 
 // norm makes nil and empty tag slices compare equal.
 func norm(pts []protocols.Point) []protocols.Point {
+	if len(pts) == 0 {
+		return nil
+	}
 	for i := range pts {
 		if len(pts[i].Tags) == 0 {
 			pts[i].Tags = nil
@@ -126,6 +129,30 @@ func TestEncoder_Reset(t *testing.T) {
 	got, err := Decode(e.AppendTo(nil), Options{})
 	if err != nil || !reflect.DeepEqual(norm(got), norm(b)) {
 		t.Fatalf("after Reset: %v %v", got, err)
+	}
+}
+
+// A Decoder reuses its slabs after Reset; points of messages decoded
+// since stay intact while later messages grow the slabs.
+func TestDecoder_reuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var dc Decoder
+	for round := range 20 {
+		dc.Reset()
+		var want, got [][]protocols.Point
+		for range 1 + r.IntN(6) {
+			pts := randomPoints(r, r.IntN(40))
+			dec, err := dc.Decode(encode(pts), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, got = append(want, pts), append(got, dec)
+		}
+		for i := range want {
+			if !reflect.DeepEqual(norm(got[i]), norm(want[i])) {
+				t.Fatalf("round %d, message %d changed after later messages were decoded", round, i)
+			}
+		}
 	}
 }
 
