@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -627,11 +628,18 @@ func (b *Buffer) compress(data []byte) []byte {
 	return compress(b.zenc, b.opts.Codec, data)
 }
 
+// The result is a slice of its own (it is stored, or sent and kept until
+// acknowledged); it is compressed into a reused buffer and copied out, which
+// costs less than a fresh buffer of a guessed size, zeroed by the runtime.
 func compress(zenc *zstd.Encoder, codec Codec, data []byte) []byte {
+	out := scratch.get()
+	defer putScratch(out)
 	if codec == S2 {
-		return s2.Encode(nil, data)
+		*out = s2.Encode((*out)[:cap(*out)], data)
+	} else {
+		*out = zenc.EncodeAll(data, (*out)[:0])
 	}
-	return zenc.EncodeAll(data, make([]byte, 0, len(data)/4+64))
+	return bytes.Clone(*out)
 }
 
 // encodeRequest checks pts for one request: the points line protocol cannot
