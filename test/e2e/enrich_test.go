@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -33,27 +31,7 @@ type valueAnswer struct {
 // concentrations, quality and schema flags, the unknown-station flag, and a
 // coarsened position for a private station.
 func TestEnrich_InfluxWriteLandsEnriched(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	demo := filepath.Join(filepath.Dir(file), "..", "..", "configs", "demo")
-	raw, err := os.ReadFile(filepath.Join(demo, "collector.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The demo config's enrich list, with its files resolved from the demo
-	// directory: the config under test is written elsewhere.
-	i := strings.Index(string(raw), "\nenrich:")
-	if i < 0 {
-		t.Fatal("configs/demo/collector.yaml has no enrich: list")
-	}
-	enrichYAML := strings.NewReplacer(
-		"file: stations.yaml", "file: "+filepath.Join(demo, "stations.yaml"),
-		"districts: districts.geojson", "districts: "+filepath.Join(demo, "districts.geojson"),
-	).Replace(string(raw[i:]))
-	dataDir := t.TempDir()
-	cfg := writeFile(t, "collector.yaml", "node:\n  name: e2e\n  data_dir: "+dataDir+"\n"+enrichYAML)
-	if out, code := runCmd(t, "citysense-collector", "check", "-c", cfg); code != 0 {
-		t.Fatalf("check: %s", out)
-	}
+	demo := demoDir()
 
 	// What the registry says about the stations used below.
 	var reg struct {
@@ -80,14 +58,8 @@ func TestEnrich_InfluxWriteLandsEnriched(t *testing.T) {
 		t.Fatalf("demo registry lacks s0001/s0002 districts: %v", district)
 	}
 
-	httpC, natsC := freeAddr(t), freeAddr(t)
-	collector := start(t, "citysense-collector", "run", "-c", cfg, "--http", httpC, "--nats", natsC, "--log-format", "json")
-	waitFor(t, "collector /readyz", 30*time.Second, func() (bool, error) { return httpOK("http://" + httpC + "/readyz") })
-	out, code := runCmd(t, "citysense-collector", "token", "add", "telegraf", "--data-dir", dataDir)
-	token := regexp.MustCompile(`(?m)^cs_[A-Za-z0-9_-]{43}$`).FindString(out)
-	if code != 0 || token == "" {
-		t.Fatalf("token add (exit %d):\n%s", code, out)
-	}
+	dc := startDemoCollector(t, "e2e", "telegraf")
+	collector, httpC, token := dc.p, dc.http, dc.token
 
 	t0 := time.Now().Add(-30 * time.Minute).Truncate(time.Minute).Unix()
 	var lp strings.Builder

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -72,30 +71,8 @@ func TestPortal(t *testing.T) {
 	out := artifacts(t)
 
 	// The collector, with the demo chain as enrich_test.go runs it.
-	demo := filepath.Join(root, "configs", "demo")
-	raw, err := os.ReadFile(filepath.Join(demo, "collector.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := strings.Index(string(raw), "\nenrich:")
-	if i < 0 {
-		t.Fatal("configs/demo/collector.yaml has no enrich: list")
-	}
-	enrichYAML := strings.NewReplacer(
-		"file: stations.yaml", "file: "+filepath.Join(demo, "stations.yaml"),
-		"districts: districts.geojson", "districts: "+filepath.Join(demo, "districts.geojson"),
-	).Replace(string(raw[i:]))
-	dataDir := t.TempDir()
-	cfg := writeFile(t, "collector.yaml", "node:\n  name: e2e-portal\n  data_dir: "+dataDir+"\n"+enrichYAML)
-	httpC, natsC := freeAddr(t), freeAddr(t)
-	start(t, "citysense-collector", "run", "-c", cfg, "--http", httpC, "--nats", natsC, "--log-format", "json")
-	base := "http://" + httpC
-	waitFor(t, "collector /readyz", 30*time.Second, func() (bool, error) { return httpOK(base + "/readyz") })
-	outTok, code := runCmd(t, "citysense-collector", "token", "add", "portal-e2e", "--data-dir", dataDir)
-	token := regexp.MustCompile(`(?m)^cs_[A-Za-z0-9_-]{43}$`).FindString(outTok)
-	if code != 0 || token == "" {
-		t.Fatalf("token add (exit %d):\n%s", code, outTok)
-	}
+	dc := startDemoCollector(t, "e2e-portal", "portal-e2e")
+	base, token := dc.base, dc.token
 
 	// 26 hours of the simulated city, every 10 minutes, up to now.
 	const stations = 50

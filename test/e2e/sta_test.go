@@ -7,10 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,30 +45,8 @@ func staGet(t *testing.T, url string, headers ...string) (int, map[string]any) {
 // through $filter, $orderby, $count, $expand with nested ';' options,
 // dataArray, links behind a proxy, and 400s for bad options.
 func TestSTA_DemoCollector(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	demo := filepath.Join(filepath.Dir(file), "..", "..", "configs", "demo")
-	raw, err := os.ReadFile(filepath.Join(demo, "collector.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := strings.Index(string(raw), "\nenrich:")
-	if i < 0 {
-		t.Fatal("configs/demo/collector.yaml has no enrich: list")
-	}
-	enrichYAML := strings.NewReplacer(
-		"file: stations.yaml", "file: "+filepath.Join(demo, "stations.yaml"),
-		"districts: districts.geojson", "districts: "+filepath.Join(demo, "districts.geojson"),
-	).Replace(string(raw[i:]))
-	dataDir := t.TempDir()
-	cfg := writeFile(t, "collector.yaml", "node:\n  name: e2e-sta\n  data_dir: "+dataDir+"\n"+enrichYAML)
-	httpC, natsC := freeAddr(t), freeAddr(t)
-	start(t, "citysense-collector", "run", "-c", cfg, "--http", httpC, "--nats", natsC, "--log-format", "json")
-	waitFor(t, "collector /readyz", 30*time.Second, func() (bool, error) { return httpOK("http://" + httpC + "/readyz") })
-	out, code := runCmd(t, "citysense-collector", "token", "add", "sta-writer", "--data-dir", dataDir)
-	token := regexp.MustCompile(`(?m)^cs_[A-Za-z0-9_-]{43}$`).FindString(out)
-	if code != 0 || token == "" {
-		t.Fatalf("token add (exit %d):\n%s", code, out)
-	}
+	dc := startDemoCollector(t, "e2e-sta", "sta-writer")
+	httpC, token := dc.http, dc.token
 
 	// Five pm25 readings of s0001 a minute apart (12.5, 13.5, … 16.5),
 	// two of the private station s0017, one noise reading.
