@@ -333,3 +333,22 @@ func TestIDFromHost(t *testing.T) {
 		}
 	}
 }
+
+func TestValidate_memoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		limit, want string
+	}{
+		{"0", ""},
+		{"64MiB", ""},
+		{"1MiB", `agent.yaml:3: agent.memory_limit: must be 0 (no limit) or at least 8MiB, got 1048576 bytes`},
+	} {
+		path := write(t, "agent:\n  id: gw-1\n  memory_limit: "+tt.limit+"\ninputs:\n  - type: sim\noutputs:\n  - type: nats\n    url: nats://a:4222\n")
+		var got []string
+		for _, p := range check(t, path) {
+			got = append(got, strings.TrimPrefix(p.Error(), filepath.Dir(path)+"/"))
+		}
+		if (tt.want == "" && len(got) > 0) || (tt.want != "" && (len(got) != 1 || got[0] != tt.want)) {
+			t.Errorf("memory_limit %s: problems %q, want %q", tt.limit, got, tt.want)
+		}
+	}
+}
