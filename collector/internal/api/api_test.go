@@ -1,7 +1,9 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -367,5 +369,81 @@ func TestNewServer_limits(t *testing.T) {
 	s := NewServer(http.NotFoundHandler(), nil)
 	if s.ReadHeaderTimeout == 0 || s.ReadTimeout == 0 || s.WriteTimeout == 0 || s.IdleTimeout == 0 || s.MaxHeaderBytes == 0 {
 		t.Errorf("server without limits: %+v", s)
+	}
+}
+
+func TestAPI_series_pages(t *testing.T) {
+	a := newTestAPI(t, Options{})
+	type answer struct {
+		Series []struct {
+			Tags   map[string]string `json:"tags"`
+			Points [][2]float64      `json:"points"`
+		} `json:"series"`
+		Next string `json:"next"`
+	}
+	flat := func(body []byte) ([]string, string) {
+		var ans answer
+		if err := json.Unmarshal(body, &ans); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		var out []string
+		for _, s := range ans.Series {
+			for _, p := range s.Points {
+				out = append(out, fmt.Sprint(s.Tags["station"], p))
+			}
+		}
+		return out, ans.Next
+	}
+	base := "/api/v1/series?field=pm25&from=1735560000"
+	rec := do(a, "GET", base)
+	want, next := flat(rec.Body.Bytes())
+	if len(want) != 5 || next != "" {
+		t.Fatalf("one answer: %v, next %q", want, next)
+	}
+	for _, limit := range []int{1, 2, 4, 5, 6} {
+		var got []string
+		target := base + "&limit=" + fmt.Sprint(limit)
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatalf("limit %d: no last page", limit)
+			}
+			rec := do(a, "GET", target)
+			if rec.Code != 200 {
+				t.Fatalf("limit %d: %d %s", limit, rec.Code, rec.Body)
+			}
+			pts, next := flat(rec.Body.Bytes())
+			if len(pts) > limit {
+				t.Fatalf("limit %d: page of %d", limit, len(pts))
+			}
+			got = append(got, pts...)
+			if next == "" {
+				if rec.Header().Get("Link") != "" {
+					t.Errorf("last page has a Link header")
+				}
+				break
+			}
+			link := rec.Header().Get("Link")
+			if !strings.HasSuffix(link, `>; rel="next"`) || !strings.Contains(link, "cursor="+next) {
+				t.Errorf("Link %q does not carry cursor %s", link, next)
+			}
+			target = base + "&limit=" + fmt.Sprint(limit) + "&cursor=" + next
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("limit %d: pages %v, want %v", limit, got, want)
+		}
+	}
+	for target, msg := range map[string]string{
+		base + "&cursor=%21%21":                       `{"error":"cursor: malformed; pass the next cursor of the previous page unchanged"}`,
+		base + "&cursor=AAAA":                         `{"error":"cursor: malformed; pass the next cursor of the previous page unchanged"}`,
+		base + "&limit=0":                             `{"error":"limit: \"0\" is not a positive number"}`,
+		base + "&limit=x":                             `{"error":"limit: \"x\" is not a positive number"}`,
+		base + "&limit=5&step=1h":                     `{"error":"pages are for raw points; an aggregated answer is bounded by its step"}`,
+		base + "&limit=2000000":                       `{"error":"limit 2000000: want 1 to 1000000"}`,
+		base + "&cursor=" + strings.Repeat("A", 3000): `{"error":"cursor is longer than 2048 bytes"}`,
+	} {
+		rec := do(a, "GET", target)
+		if rec.Code != 400 || strings.TrimSpace(rec.Body.String()) != msg {
+			t.Errorf("%s: %d %s, want 400 %s", target[:min(len(target), 80)], rec.Code, rec.Body, msg)
+		}
 	}
 }

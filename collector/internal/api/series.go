@@ -3,6 +3,8 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/url"
@@ -25,7 +27,7 @@ var (
 	seriesParams = map[string]bool{
 		"measurement": true, "field": true, "station": true, "district": true,
 		"from": true, "to": true, "time_format": true, "format": true,
-		"step": true, "agg": true, "group_by": true,
+		"step": true, "agg": true, "group_by": true, "limit": true, "cursor": true,
 	}
 	latestParams = map[string]bool{
 		"measurement": true, "field": true, "station": true, "district": true,
@@ -38,6 +40,9 @@ const (
 	maxListItems = 100 // station=a,b,c and group_by=district,...
 	maxGroupBy   = 4
 )
+
+// maxCursorLen bounds a cursor, which carries a series key.
+const maxCursorLen = 2048
 
 // queryTimeout bounds the work of one query; the engine checks the
 // context between blocks.
@@ -59,8 +64,12 @@ func params(r *http.Request, known map[string]bool) (map[string]string, error) {
 		if len(vals) > 1 {
 			return nil, errors.New(name + " given more than once")
 		}
-		if len(vals[0]) > maxParamLen {
-			return nil, errors.New(name + " is longer than " + strconv.Itoa(maxParamLen) + " bytes")
+		limit := maxParamLen
+		if name == "cursor" {
+			limit = maxCursorLen // it carries a series key
+		}
+		if len(vals[0]) > limit {
+			return nil, errors.New(name + " is longer than " + strconv.Itoa(limit) + " bytes")
 		}
 		p[name] = vals[0]
 	}
@@ -194,15 +203,33 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	limit, after, paged, err := pageParams(p)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
 	defer cancel()
-	res, err := a.query.Series(ctx, req)
+	var res query.Result
+	var next *query.Cursor
+	if paged {
+		res, next, err = a.query.RawPage(ctx, req, after, limit)
+	} else {
+		res, err = a.query.Series(ctx, req)
+	}
 	if err != nil {
 		a.queryError(w, r, err)
 		return
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "public, max-age=10")
+	nextCursor := ""
+	if next != nil {
+		nextCursor = encodeCursor(next)
+		q := r.URL.Query()
+		q.Set("cursor", nextCursor)
+		h.Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
+	}
 	if csv {
 		h.Set("Content-Type", "text/csv; charset=utf-8")
 		h.Set("Content-Disposition", `attachment; filename="`+csvName(req)+`"`)
@@ -210,7 +237,59 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Content-Type", "application/json")
-	writeSeriesJSON(w, res, rfc3339, a.log)
+	writeSeriesJSON(w, res, rfc3339, nextCursor, a.log)
+}
+
+// Raw points page by page: limit= points a page (at most the answer
+// limit), cursor= where the previous page ended.
+const defaultPageLimit = 10_000
+
+// pageParams reads limit and cursor; paged is false when neither is given.
+func pageParams(p map[string]string) (limit int, after *query.Cursor, paged bool, err error) {
+	ls, hasLimit := p["limit"]
+	cs, hasCursor := p["cursor"]
+	if !hasLimit && !hasCursor {
+		return 0, nil, false, nil
+	}
+	limit = defaultPageLimit
+	if hasLimit {
+		if limit, err = strconv.Atoi(ls); err != nil || limit < 1 {
+			return 0, nil, false, errors.New("limit: " + strconv.Quote(ls) + " is not a positive number")
+		}
+	}
+	if hasCursor {
+		if after, err = decodeCursor(cs); err != nil {
+			return 0, nil, false, err
+		}
+	}
+	return limit, after, true, nil
+}
+
+// A cursor is base64url of the series key's length and bytes and the
+// last time (varints): opaque to clients, checked when it comes back.
+func encodeCursor(c *query.Cursor) string {
+	b := binary.AppendUvarint(nil, uint64(len(c.Key)))
+	b = append(b, c.Key...)
+	b = binary.AppendVarint(b, c.Time)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (*query.Cursor, error) {
+	bad := errors.New("cursor: malformed; pass the next cursor of the previous page unchanged")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, bad
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, bad
+	}
+	key := string(b[k : k+int(n)])
+	t, m := binary.Varint(b[k+int(n):])
+	if m <= 0 || k+int(n)+m != len(b) {
+		return nil, bad
+	}
+	return &query.Cursor{Key: key, Time: t}, nil
 }
 
 func (a *API) seriesRequest(p map[string]string) (req query.Request, csv, rfc3339 bool, err error) {
@@ -359,7 +438,7 @@ func appendTime(buf []byte, ns int64, rfc3339 bool) []byte {
 // writeSeriesJSON streams the answer, encoded by hand: it may hold a
 // million points, which encoding/json would first build in memory as
 // interface values.
-func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, log interface{ Debug(string, ...any) }) {
+func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next string, log interface{ Debug(string, ...any) }) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	buf := append(make([]byte, 0, 40<<10), `{"series":[`...)
 	for i, s := range res.Series {
@@ -388,7 +467,13 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, log 
 	buf = strconv.AppendBool(buf, res.Partial)
 	buf = append(buf, `,"resolution":"`...)
 	buf = append(buf, res.Resolution...)
-	buf = append(buf, "\"}\n"...)
+	buf = append(buf, '"')
+	if next != "" {
+		buf = append(buf, `,"next":"`...)
+		buf = append(buf, next...) // base64url: nothing to escape
+		buf = append(buf, '"')
+	}
+	buf = append(buf, "}\n"...)
 	bw.Write(buf)
 	if err := bw.Flush(); err != nil {
 		log.Debug("api: client went away", "err", err)

@@ -509,3 +509,82 @@ func floorTo(t, d int64) int64 {
 
 // Interface guards.
 var _ Source = (*store.Store)(nil)
+
+// Cursor is where a page of raw points ended: the key of the series
+// (store.SeriesRef.Key) and the time of its last point returned. Pages
+// list series in key order and each series' points in time order, so a
+// cursor names one position in a stable total order: paging never skips
+// or repeats a point that was stored before the first page was asked for.
+type Cursor struct {
+	Key  string
+	Time int64
+}
+
+// errPageFull stops a read once a page has its points.
+var errPageFull = errors.New("page full")
+
+// RawPage answers req (which must have no step) one page at a time: at
+// most limit points, starting after after (nil: from the start). The
+// returned cursor is nil on the last page.
+func (e *Engine) RawPage(ctx context.Context, req Request, after *Cursor, limit int) (Result, *Cursor, error) {
+	maxSeries, maxPoints, _ := e.limits()
+	if req.Step != 0 || req.Agg != "" || len(req.GroupBy) > 0 {
+		return Result{}, nil, fmt.Errorf("%w: pages are for raw points; an aggregated answer is bounded by its step", ErrBadRequest)
+	}
+	if limit < 1 || limit > maxPoints {
+		return Result{}, nil, fmt.Errorf("%w: limit %d: want 1 to %d", ErrBadRequest, limit, maxPoints)
+	}
+	if req.From > req.To {
+		return Result{}, nil, fmt.Errorf("%w: from is after to", ErrBadRequest)
+	}
+	refs, err := e.lookup(req.Measurement, req.Field, req.Matchers, maxSeries)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	out := Result{Resolution: ResRaw, Partial: req.From < e.Source.RawHorizon()}
+	total := 0
+	var next *Cursor
+	for _, i := range byKey(refs) {
+		r := &refs[i]
+		key := r.Key()
+		from := req.From
+		if after != nil {
+			if c := strings.Compare(key, after.Key); c < 0 || (c == 0 && after.Time >= req.To) {
+				continue
+			} else if c == 0 {
+				from = max(from, after.Time+1)
+			}
+		}
+		if next != nil {
+			break // the page is full and this series has points after it
+		}
+		var pts []Point
+		err := e.Source.ReadRaw(ctx, refs[i:i+1], from, req.To, func(_ int, smp []store.Sample) error {
+			for _, s := range smp {
+				if total == limit {
+					// One more point exists: the page ends before it.
+					next = &Cursor{Key: key, Time: pts[len(pts)-1].Time}
+					return errPageFull
+				}
+				pts = append(pts, Point{Time: s.Time, Value: s.Value})
+				total++
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errPageFull) {
+			return Result{}, nil, err
+		}
+		if len(pts) > 0 {
+			out.Series = append(out.Series, Series{Measurement: r.Measurement, Field: r.Field, Tags: r.Tags, Points: pts})
+		}
+		if total == limit && next == nil {
+			// Full at the end of this series: whether anything follows
+			// is known only by looking, so the next page may be empty.
+			next = &Cursor{Key: key, Time: req.To}
+			if len(pts) > 0 {
+				next.Time = pts[len(pts)-1].Time
+			}
+		}
+	}
+	return out, next, nil
+}

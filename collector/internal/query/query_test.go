@@ -477,3 +477,66 @@ func TestParseAgg(t *testing.T) {
 		t.Errorf("ParseAgg(avg) = %v, want a bad request naming the choices", err)
 	}
 }
+
+// Paging through raw points with any page size yields the one-shot answer
+// exactly: every point once, in series-key then time order.
+func TestEngine_RawPage_matchesSeries(t *testing.T) {
+	f := sharedFixture(t)
+	ctx := context.Background()
+	req := Request{Measurement: "air", Field: "pm25", From: t0.UnixNano(), To: t0.Add(30 * time.Hour).UnixNano()}
+	whole, err := f.eng.Series(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type pt struct {
+		key string
+		t   int64
+		v   protocols.Value
+	}
+	flatten := func(res Result, into []pt) []pt {
+		for _, s := range res.Series {
+			ref := store.SeriesRef{Measurement: s.Measurement, Field: s.Field, Tags: s.Tags}
+			for _, p := range s.Points {
+				into = append(into, pt{ref.Key(), p.Time, p.Value})
+			}
+		}
+		return into
+	}
+	want := flatten(whole, nil)
+	if len(want) < 1000 {
+		t.Fatalf("fixture too small: %d points", len(want))
+	}
+	for _, limit := range []int{1, 7, 1799, 1800, len(want) - 1, len(want), len(want) + 1} {
+		var got []pt
+		var after *Cursor
+		pages := 0
+		for {
+			res, next, err := f.eng.RawPage(ctx, req, after, limit)
+			if err != nil {
+				t.Fatalf("limit %d page %d: %v", limit, pages, err)
+			}
+			n := len(got)
+			got = flatten(res, got)
+			if len(got)-n > limit {
+				t.Fatalf("limit %d: a page of %d points", limit, len(got)-n)
+			}
+			pages++
+			if next == nil {
+				break
+			}
+			if pages > len(want)+2 {
+				t.Fatalf("limit %d: no end after %d pages", limit, pages)
+			}
+			after = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: %d points in %d pages, want the %d of one answer, in order", limit, len(got), pages, len(want))
+		}
+	}
+	if _, _, err := f.eng.RawPage(ctx, Request{Field: "pm25", Step: time.Hour, From: 0, To: 1}, nil, 10); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("a page of an aggregation: %v, want ErrBadRequest", err)
+	}
+	if _, _, err := f.eng.RawPage(ctx, req, nil, 0); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("limit 0: %v, want ErrBadRequest", err)
+	}
+}
