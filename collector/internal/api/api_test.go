@@ -140,7 +140,7 @@ func TestAPI_series(t *testing.T) {
 		{"unknown agg", "/api/v1/series?field=pm25&step=1h&agg=avg", 400, `{"error":"agg \"avg\": want one of mean, min, max, sum, count, first, last, p50, p95"}`},
 		{"bad step", "/api/v1/series?field=pm25&step=hourly", 400, `{"error":"step: \"hourly\" is not a duration such as 1m, 1h or 1d"}`},
 		{"negative step", "/api/v1/series?field=pm25&step=-1h", 400, `{"error":"step: \"-1h\" is not a duration such as 1m, 1h or 1d"}`},
-		{"tiny step over a long range", "/api/v1/series?field=pm25&step=1ms&from=0", 422,
+		{"tiny step over a long range", "/api/v1/series?field=pm25&step=1ms&from=0", 400,
 			`{"error":"the answer would hold up to 3471472800002 points (1735736400001 buckets × 2 series), more than 1000000; narrow from/to, raise step or select fewer series"}`},
 		{"too many group_by tags", "/api/v1/series?field=pm25&step=1h&group_by=a,b,c,d,e", 400, `{"error":"group_by: at most 4 tags"}`},
 		{"unknown format", "/api/v1/series?field=pm25&format=xml", 400, `{"error":"format must be json or csv"}`},
@@ -165,8 +165,8 @@ func TestAPI_series_pointLimit(t *testing.T) {
 	}
 	rec := do(a, "GET", "/api/v1/series?field=pm25")
 	want := `{"error":"the answer would hold more than 3 points; narrow from/to, give a step or select fewer series"}` + "\n"
-	if rec.Code != http.StatusUnprocessableEntity || rec.Body.String() != want {
-		t.Errorf("over the limit: %d %s, want 422 %s", rec.Code, rec.Body, want)
+	if rec.Code != http.StatusBadRequest || rec.Body.String() != want {
+		t.Errorf("over the limit: %d %s, want 400 %s", rec.Code, rec.Body, want)
 	}
 }
 

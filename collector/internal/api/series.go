@@ -132,7 +132,8 @@ func parseStep(s string) (time.Duration, error) {
 }
 
 // queryError answers an engine error: the request's fault is a 400, a
-// limit a 422 naming it, anything else a logged 500.
+// budget (too many points or series) a 400 naming it, as the public API
+// promises for every query budget; anything else a logged 500.
 func (a *API) queryError(w http.ResponseWriter, r *http.Request, err error) {
 	var amb *store.AmbiguousFieldError
 	switch {
@@ -145,7 +146,7 @@ func (a *API) queryError(w http.ResponseWriter, r *http.Request, err error) {
 		for _, e := range []error{query.ErrTooManyPoints, query.ErrTooManySeries} {
 			msg = strings.TrimSuffix(msg, ": "+e.Error())
 		}
-		writeError(w, http.StatusUnprocessableEntity, msg)
+		writeError(w, http.StatusBadRequest, msg)
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "the query took longer than "+queryTimeout.String()+"; narrow it")
 	case errors.Is(err, context.Canceled):
