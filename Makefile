@@ -4,7 +4,8 @@
 #   make e2e     end-to-end tests against real peers (built binaries, real brokers)
 #   make lint    gofmt, go vet, staticcheck
 #   make cross   static agent builds for the edge architectures, with SHA256SUMS
-#   make bench   Go benchmarks (side-by-side peer benchmarks arrive with the store)
+#   make bench   Go benchmarks, then the store, MQTT and agent benches against real peers
+#   make fuzz    every fuzz target, FUZZTIME (20s) each
 
 SHELL        := /bin/bash
 GO           ?= go
@@ -72,8 +73,15 @@ bench:
 	$(GO) run ./test/bench/agent $(AGENTBENCHFLAGS)
 	$(GO) run ./test/bench/mqtt $(if $(TELEGRAF),-telegraf $(TELEGRAF)) $(MQTTBENCHFLAGS)
 
+# Every fuzz target of the repository, FUZZTIME each (go test -fuzz takes
+# one target at a time).
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocols/
+	@set -e; for dir in $$(git grep -l '^func Fuzz' -- '*_test.go' | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== ./$$dir $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(BIN) $(DIST) data
