@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -12,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/citysense/citysense/collector/internal/query"
@@ -384,8 +384,9 @@ func (a *API) latest(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=10")
-	bw := bufio.NewWriterSize(w, 32<<10)
-	buf := append(make([]byte, 0, 4096), `{"latest":[`...)
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := append((*bp)[:0], `{"latest":[`...)
 	for i, s := range res.Series {
 		if i > 0 {
 			buf = append(buf, ',')
@@ -397,13 +398,12 @@ func (a *API) latest(w http.ResponseWriter, r *http.Request) {
 		buf = appendValue(buf, s.Points[0].Value)
 		buf = append(buf, '}')
 		if len(buf) > 16<<10 {
-			bw.Write(buf)
+			w.Write(buf)
 			buf = buf[:0]
 		}
 	}
 	buf = append(buf, "]}\n"...)
-	bw.Write(buf)
-	if err := bw.Flush(); err != nil {
+	if _, err := w.Write(buf); err != nil {
 		a.log.Debug("api: client went away", "err", err)
 	}
 }
@@ -440,8 +440,9 @@ func appendTime(buf []byte, ns int64, rfc3339 bool) []byte {
 // million points, which encoding/json would first build in memory as
 // interface values.
 func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next string, log interface{ Debug(string, ...any) }) {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	buf := append(make([]byte, 0, 40<<10), `{"series":[`...)
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := append((*bp)[:0], `{"series":[`...)
 	for i, s := range res.Series {
 		if i > 0 {
 			buf = append(buf, ',')
@@ -458,7 +459,7 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next
 			buf = appendValue(buf, smp.Value)
 			buf = append(buf, ']')
 			if len(buf) > 32<<10 {
-				bw.Write(buf)
+				w.Write(buf)
 				buf = buf[:0]
 			}
 		}
@@ -475,8 +476,7 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next
 		buf = append(buf, '"')
 	}
 	buf = append(buf, "}\n"...)
-	bw.Write(buf)
-	if err := bw.Flush(); err != nil {
+	if _, err := w.Write(buf); err != nil {
 		log.Debug("api: client went away", "err", err)
 	}
 }
@@ -495,8 +495,9 @@ func writeCSV(w http.ResponseWriter, res query.Result, rfc3339 bool, log interfa
 		}
 	}
 	slices.Sort(keys)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	buf := append(make([]byte, 0, 40<<10), "time,measurement,field"...)
+	bp := getBuf()
+	defer putBuf(bp)
+	buf := append((*bp)[:0], "time,measurement,field"...)
 	for _, k := range keys {
 		buf = append(buf, ',')
 		buf = appendCSVCell(buf, k)
@@ -532,13 +533,12 @@ func writeCSV(w http.ResponseWriter, res query.Result, rfc3339 bool, log interfa
 			}
 			buf = append(buf, "\r\n"...)
 			if len(buf) > 32<<10 {
-				bw.Write(buf)
+				w.Write(buf)
 				buf = buf[:0]
 			}
 		}
 	}
-	bw.Write(buf)
-	if err := bw.Flush(); err != nil {
+	if _, err := w.Write(buf); err != nil {
 		log.Debug("api: client went away", "err", err)
 	}
 }
@@ -568,4 +568,19 @@ func csvName(req query.Request) string {
 		}
 		return '_'
 	}, name) + ".csv"
+}
+
+// Answers are encoded by hand into a buffer written out every 32 KiB;
+// the buffers are pooled, since a fresh 40 KiB buffer per request was most
+// of what a small query allocated.
+var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 40<<10); return &b }}
+
+func getBuf() *[]byte { return encBufs.Get().(*[]byte) }
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) > 1<<20 {
+		return // an answer with one huge string; let it go
+	}
+	*bp = (*bp)[:0]
+	encBufs.Put(bp)
 }
