@@ -20,6 +20,10 @@ LDFLAGS      := -s -w -X $(PKG)/internal/cli.version=$(VERSION) -X $(PKG)/intern
 STATICCHECK  ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 
+PORTAL_WEB    := collector/internal/portal/web
+PORTAL_VENDOR := collector/internal/portal/static/vendor
+PORTAL_STAMP  := $(PORTAL_VENDOR)/.lock
+
 AGENT_PLATFORMS     := linux/amd64 linux/arm64 linux/arm/6 linux/arm/7 linux/riscv64 linux/mipsle
 COLLECTOR_PLATFORMS := linux/amd64 linux/arm64
 
@@ -30,7 +34,7 @@ all: build
 help:
 	@sed -n 's/^#   //p' Makefile
 
-build:
+build: $(PORTAL_STAMP)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/citysense-agent ./agent/cmd/citysense-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/citysense-collector ./collector/cmd/citysense-collector
@@ -39,7 +43,7 @@ run: build
 	@BIN=$(BIN) bash configs/demo/run.sh
 
 # test/ holds the end-to-end and peer benchmark suites; they run under `make e2e`.
-test:
+test: $(PORTAL_STAMP)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/test/')
 
 e2e: build
@@ -51,7 +55,7 @@ lint:
 	@test -x $(GOBIN)/staticcheck || GOFLAGS= $(GO) install $(STATICCHECK)
 	$(GOBIN)/staticcheck ./...
 
-cross:
+cross: $(PORTAL_STAMP)
 	@rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for p in $(AGENT_PLATFORMS); do \
 	  os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; arm=; suffix=$$arch; \
@@ -96,7 +100,7 @@ DEB_EPOCH    ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 DEB_LDFLAGS  := -s -w -X $(PKG)/internal/cli.version=$(DEB_VERSION) -X $(PKG)/internal/cli.commit=$(COMMIT) -X $(PKG)/internal/cli.date=$(DATE)
 
 .PHONY: deb
-deb:
+deb: $(PORTAL_STAMP)
 	@set -e; for a in $(DEB_ARCHES); do \
 	  case $$a in amd64) goarch=amd64; goarm=;; arm64) goarch=arm64; goarm=;; armhf) goarch=arm; goarm=7;; \
 	    *) echo "deb: architecture $$a: want amd64, arm64 or armhf" >&2; exit 2;; esac; \
@@ -111,24 +115,18 @@ deb:
 # ---- portal (issue 7): make portal
 # The data portal's front-end packages (Leaflet, leaflet.markercluster, uPlot)
 # are installed with npm from collector/internal/portal/web/package-lock.json and
-# their dist files copied into collector/internal/portal/static/vendor, which is
-# committed: `make build` embeds it and needs no npm. Run this after changing
-# web/package.json. axe-core (a dev dependency) stays in node_modules for the
-# browser tests.
-PORTAL_WEB    := collector/internal/portal/web
-PORTAL_VENDOR := collector/internal/portal/static/vendor
+# their dist files copied into collector/internal/portal/static/vendor, which the
+# collector embeds. They are dependencies, not part of the repository: vendor/ is
+# not committed, and build, test and e2e make it first (once per lock file).
+# axe-core (a dev dependency) stays in node_modules for the browser tests.
+
+$(PORTAL_STAMP): $(PORTAL_WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the portal's libraries (Debian: apt-get install npm)"; exit 1; }
+	$(MAKE) portal
 
 .PHONY: portal
 portal:
 	cd $(PORTAL_WEB) && npm ci --no-audit --no-fund
-	rm -rf $(PORTAL_VENDOR) && mkdir -p $(PORTAL_VENDOR)/images
-	cp $(PORTAL_WEB)/node_modules/leaflet/dist/leaflet.js $(PORTAL_WEB)/node_modules/leaflet/dist/leaflet.css $(PORTAL_VENDOR)/
-	cp $(PORTAL_WEB)/node_modules/leaflet/dist/images/* $(PORTAL_VENDOR)/images/
-	cp $(PORTAL_WEB)/node_modules/leaflet/LICENSE $(PORTAL_VENDOR)/LICENSE.leaflet.txt
-	cp $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/leaflet.markercluster.js \
-	   $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/MarkerCluster.css \
-	   $(PORTAL_WEB)/node_modules/leaflet.markercluster/dist/MarkerCluster.Default.css $(PORTAL_VENDOR)/
-	cp $(PORTAL_WEB)/node_modules/leaflet.markercluster/MIT-LICENCE.txt $(PORTAL_VENDOR)/LICENSE.markercluster.txt
-	cp $(PORTAL_WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(PORTAL_WEB)/node_modules/uplot/dist/uPlot.min.css $(PORTAL_VENDOR)/
-	cp $(PORTAL_WEB)/node_modules/uplot/LICENSE $(PORTAL_VENDOR)/LICENSE.uplot.txt
+	sh $(PORTAL_WEB)/vendor.sh $(PORTAL_WEB)/node_modules $(PORTAL_VENDOR)
 	@ls -l $(PORTAL_VENDOR) | awk 'NR>1 {printf "  %-32s %8d bytes\n", $$9, $$5}'
+	@cp $(PORTAL_WEB)/package-lock.json $(PORTAL_STAMP)

@@ -9,6 +9,13 @@
 # (CGO_ENABLED=0), so no emulation is needed to build the arm images.
 ARG GO_VERSION=1.26
 
+# The portal's map and chart libraries, from its npm lock file, copied where
+# the collector embeds them (static/vendor is not in the repository).
+FROM --platform=$BUILDPLATFORM node:22-bookworm-slim AS portal
+WORKDIR /web
+COPY collector/internal/portal/web/package.json collector/internal/portal/web/package-lock.json collector/internal/portal/web/vendor.sh ./
+RUN npm ci --omit=dev --no-audit --no-fund && sh vendor.sh node_modules /vendor
+
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
@@ -18,6 +25,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+COPY --from=portal /vendor ./collector/internal/portal/static/vendor
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOARM=${TARGETVARIANT#v} \
     go build -trimpath -buildvcs=false \

@@ -4,8 +4,9 @@
 // German) and the dist files of its npm dependencies (Leaflet,
 // leaflet.markercluster, uPlot), all embedded with go:embed from static/.
 // `make portal` installs the npm packages from web/package-lock.json and
-// copies their dist files into static/vendor; the result is committed, so
-// a Go build needs no npm.
+// copies their dist files into static/vendor, which is not committed:
+// `make build` and `make test` run it first (once per lock file). A Go
+// build without it serves the portal without its libraries.
 //
 // The pages read only the public API (/api/v1/...), like any other
 // client. Everything shown comes from sensors and agents, so the scripts
