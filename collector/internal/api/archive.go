@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -272,17 +271,7 @@ func (a *API) archive(w http.ResponseWriter, r *http.Request) {
 		}
 		cat.Datasets = sets
 	}
-	body, err := json.Marshal(cat)
-	if err != nil {
-		a.internalError(w, "archive", err)
-		return
-	}
-	rep, err := newRepresentation(append(body, '\n'))
-	if err != nil {
-		a.internalError(w, "archive", err)
-		return
-	}
-	rep.serve(w, r, "application/ld+json", "public, max-age=300")
+	a.serveJSON(w, r, "archive", cat, "application/ld+json", "public, max-age=300")
 }
 
 // archiveDatasets lists the complete days' files, checksummed once each

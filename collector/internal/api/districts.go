@@ -176,15 +176,5 @@ func (a *API) districts(w http.ResponseWriter, r *http.Request) {
 		}
 		fc.Features = append(fc.Features, outFeature{Type: "Feature", ID: d.name, Geometry: geom, Properties: props})
 	}
-	body, err := json.Marshal(fc)
-	if err != nil {
-		a.internalError(w, "districts", err)
-		return
-	}
-	rep, err := newRepresentation(append(body, '\n'))
-	if err != nil {
-		a.internalError(w, "districts", err)
-		return
-	}
-	rep.serve(w, r, "application/geo+json", "public, max-age=10")
+	a.serveJSON(w, r, "districts", fc, "application/geo+json", "public, max-age=10")
 }

@@ -440,17 +440,24 @@ func (a *API) station(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Properties.Fields = append(f.Properties.Fields, sf)
 	}
-	body, err := json.Marshal(f)
+	a.serveJSON(w, r, "station", f, "application/geo+json", "public, max-age=10")
+}
+
+// serveJSON answers v as a JSON document with an ETag, gzip when the
+// client takes it and 304 to a matching If-None-Match; what names the
+// endpoint in the log of an internal error.
+func (a *API) serveJSON(w http.ResponseWriter, r *http.Request, what string, v any, contentType, cacheControl string) {
+	body, err := json.Marshal(v)
 	if err != nil {
-		a.internalError(w, "station", err)
+		a.internalError(w, what, err)
 		return
 	}
 	rep, err := newRepresentation(append(body, '\n'))
 	if err != nil {
-		a.internalError(w, "station", err)
+		a.internalError(w, what, err)
 		return
 	}
-	rep.serve(w, r, "application/geo+json", "public, max-age=10")
+	rep.serve(w, r, contentType, cacheControl)
 }
 
 func (a *API) internalError(w http.ResponseWriter, what string, err error) {
