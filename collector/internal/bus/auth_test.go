@@ -333,7 +333,9 @@ func TestBus_auth_agents(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if v := counter(b.Metrics(), "citysense_bus_permission_violations_total"); v < 4 {
+	// nats-server sends the -ERR to the client before it logs the
+	// violation, and the log line is what is counted: wait for it.
+	if v := waitCounter(b, "citysense_bus_permission_violations_total", 4); v < 4 {
 		t.Errorf("permission violations = %v, want at least 4", v)
 	}
 
@@ -370,6 +372,19 @@ func TestBus_auth_agents(t *testing.T) {
 
 	if got := streamMsgs(t, b); !slices.Equal(got, []string{"cs.raw.gw-a own"}) {
 		t.Errorf("CS_RAW holds %q, want only the agent's own batch", got)
+	}
+}
+
+// waitCounter polls a metric until it reaches want or 3 s pass, and
+// returns its last value.
+func waitCounter(b *Bus, name string, want float64) float64 {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		v := counter(b.Metrics(), name)
+		if v >= want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
