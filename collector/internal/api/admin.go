@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -203,4 +204,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
+}
+
+// clusterStatus answers GET /admin/v1/cluster: the members, the partition
+// owners and the replication state, as the cluster reports them.
+func (a *API) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	if a.opts.ClusterStatus == nil {
+		writeError(w, http.StatusNotFound, "this collector runs as a single node: no cluster block in its configuration")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	st, err := a.opts.ClusterStatus(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "cluster status: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }

@@ -98,6 +98,12 @@ type Options struct {
 	ArchiveDays int
 	// STA serves OGC SensorThings under /sta/v1.1/; nil leaves it out.
 	STA http.Handler
+	// Internal serves the cluster's node-to-node queries under
+	// /internal/v1/ (it checks its own token); nil leaves them out.
+	Internal http.Handler
+	// ClusterStatus answers GET /admin/v1/cluster; nil answers 404 (a
+	// single node).
+	ClusterStatus func(ctx context.Context) (any, error)
 }
 
 // API is the collector's HTTP handler.
@@ -208,9 +214,14 @@ func New(opts Options, log *slog.Logger) *API {
 	a.mux.HandleFunc("GET /admin/v1/tokens", a.admin(a.listTokens))
 	a.mux.HandleFunc("POST /admin/v1/tokens", a.admin(a.addToken))
 	a.mux.HandleFunc("DELETE /admin/v1/tokens/{name}", a.admin(a.revokeToken))
+	a.mux.HandleFunc("GET /admin/v1/cluster", a.admin(a.clusterStatus))
+	if opts.Internal != nil {
+		a.mux.Handle("/internal/v1/", opts.Internal)
+	}
 	for path, allow := range map[string]string{
 		"/admin/v1/agents": "GET, POST", "/admin/v1/agents/{id}": "DELETE",
 		"/admin/v1/tokens": "GET, POST", "/admin/v1/tokens/{name}": "DELETE",
+		"/admin/v1/cluster": "GET",
 	} {
 		// Without these, the catch-all below would answer 404 to a
 		// known path with the wrong method.

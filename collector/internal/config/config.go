@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,9 @@ type Config struct {
 	Log    Log    `yaml:"log"`
 	Ingest Ingest `yaml:"ingest"`
 	Store  Store  `yaml:"store"`
+	// Cluster makes this node one of several; nil (the block left out)
+	// runs a single node.
+	Cluster *Cluster `yaml:"cluster"`
 	// Enrich is the ordered list of enrichment stages, each a mapping
 	// with a type key; the enrich package decodes every block against its
 	// stage, with positions from Doc.
@@ -170,6 +174,71 @@ type Store struct {
 	Retention Retention `yaml:"retention"`
 	// Cache bounds the decompressed blocks that queries share.
 	Cache confx.Size `yaml:"cache"`
+}
+
+// Cluster joins this node to others (docs/cluster.md). Every node runs the
+// same configuration apart from node.name and its addresses.
+type Cluster struct {
+	// Name is the NATS cluster's name; nodes with another name are not
+	// let in. Empty: citysense.
+	Name string `yaml:"name"`
+	// Gossip is memberlist's listener (TCP and UDP), host:port.
+	Gossip string `yaml:"gossip"`
+	// Routes is the NATS route listener, host:port, over which the
+	// embedded servers replicate the streams.
+	Routes string `yaml:"routes"`
+	// Advertise is the host (an IP address or a name that resolves to
+	// one) under which the other nodes reach this node's gossip, route and
+	// HTTP ports. Empty: the host of gossip, which must then not be a
+	// wildcard such as 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+	// Seeds are gossip addresses (host:port, or a DNS name resolving to
+	// several nodes) of nodes already running. One is enough; the members
+	// seen are remembered in the data directory, so a restart needs none.
+	Seeds []string `yaml:"seeds"`
+	// Replication is how many nodes store each partition of the series
+	// (and answer queries for it); at least 2 to survive losing a node.
+	Replication int `yaml:"replication"`
+	// Key is the shared secret, base64 of 16, 24 or 32 random bytes
+	// (`citysense-collector cluster keygen`). It encrypts gossip and
+	// authenticates routes and the nodes' internal queries. KeyFile names
+	// a file holding it instead; set one of the two.
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+	// SeriesRetention is how long CS_SERIES keeps enriched points, the
+	// window a new partition owner replays; older history comes from a
+	// surviving owner's store.
+	SeriesRetention confx.Duration `yaml:"series_retention"`
+}
+
+// ClusterKey decodes the cluster key from Key or KeyFile.
+func (c *Cluster) ClusterKey() ([]byte, error) {
+	text := c.Key
+	if c.KeyFile != "" {
+		b, err := os.ReadFile(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.key_file: %w", err)
+		}
+		text = string(b)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+	if err != nil {
+		return nil, fmt.Errorf("cluster key: not base64: %w", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("cluster key: %d bytes, want 16, 24 or 32", len(key))
+}
+
+// AdvertiseHost is the host other nodes use to reach this one.
+func (c *Cluster) AdvertiseHost() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	host, _, _ := net.SplitHostPort(c.Gossip)
+	return host
 }
 
 // Retention per resolution; "forever" keeps a resolution for good.
@@ -417,6 +486,72 @@ func (c *Config) Validate(doc *confx.Doc) confx.Problems {
 	}
 	if c.Ingest.Partitions < 1 || c.Ingest.Partitions > 1024 {
 		add("ingest.partitions", "%d: want 1 to 1024", c.Ingest.Partitions)
+	}
+	if c.Cluster != nil {
+		probs = append(probs, c.Cluster.validate(doc, c)...)
+	}
+	return probs
+}
+
+// DefaultSeriesRetention is how long CS_SERIES keeps points in a cluster.
+const DefaultSeriesRetention = 24 * time.Hour
+
+func (cl *Cluster) validate(doc *confx.Doc, c *Config) confx.Problems {
+	var probs confx.Problems
+	add := func(path, format string, args ...any) {
+		probs = append(probs, doc.At(path, format, args...))
+	}
+	if cl.Name != "" && strings.ContainsAny(cl.Name, " \t\r\n.*>") {
+		add("cluster.name", "%q must not contain spaces, '.', '*' or '>'", cl.Name)
+	}
+	if err := checkListen(cl.Gossip); err != nil {
+		add("cluster.gossip", "%v", err)
+	}
+	if err := checkListen(cl.Routes); err != nil {
+		add("cluster.routes", "%v", err)
+	}
+	for _, l := range []struct{ key, addr string }{{"cluster.gossip", cl.Gossip}, {"cluster.routes", cl.Routes}} {
+		if l.addr == c.HTTP.Listen || l.addr == c.NATS.Listen || (l.addr == c.MQTT.Listen && l.addr != "") {
+			add(l.key, "%q is also used by another listener", l.addr)
+		}
+	}
+	if cl.Gossip != "" && cl.Gossip == cl.Routes {
+		add("cluster.routes", "%q is also cluster.gossip", cl.Routes)
+	}
+	if h := cl.AdvertiseHost(); h == "" || h == "0.0.0.0" || h == "::" {
+		add("cluster.advertise", "must be set when cluster.gossip listens on every interface (%q): the host other nodes reach this one at", cl.Gossip)
+	}
+	for _, l := range []struct{ key, addr string }{{"cluster.gossip", cl.Gossip}, {"cluster.routes", cl.Routes}, {"http.listen", c.HTTP.Listen}} {
+		if strings.HasSuffix(l.addr, ":0") {
+			add(l.key, "%q: a cluster node needs a fixed port, which the other nodes dial", l.addr)
+		}
+	}
+	for i, s := range cl.Seeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			add(fmt.Sprintf("cluster.seeds[%d]", i), "%q: want host:port", s)
+		}
+	}
+	if cl.Replication == 0 {
+		cl.Replication = 2
+	}
+	if cl.Replication < 1 || cl.Replication > 5 {
+		add("cluster.replication", "%d: want 1 to 5 (2 survives losing a node)", cl.Replication)
+	}
+	if cl.SeriesRetention == 0 {
+		cl.SeriesRetention = confx.Duration(DefaultSeriesRetention)
+	}
+	if cl.SeriesRetention.D() < time.Hour {
+		add("cluster.series_retention", "%v: want at least 1h", cl.SeriesRetention)
+	}
+	switch {
+	case cl.Key == "" && cl.KeyFile == "":
+		add("cluster.key", "a cluster needs a shared key (or key_file): generate one with `citysense-collector cluster keygen`")
+	case cl.Key != "" && cl.KeyFile != "":
+		add("cluster.key", "set key or key_file, not both")
+	default:
+		if _, err := cl.ClusterKey(); err != nil {
+			add("cluster.key", "%v", err)
+		}
 	}
 	return probs
 }

@@ -122,7 +122,7 @@ func TestLoad_problems(t *testing.T) {
 		{
 			name: "unknown section",
 			text: "node:\n  name: c1\nclustr: {}\n",
-			want: []string{`FILE:3: clustr: unknown key "clustr" (known: enrich, http, ingest, log, mqtt, nats, node, store)`},
+			want: []string{`FILE:3: clustr: unknown key "clustr" (known: cluster, enrich, http, ingest, log, mqtt, nats, node, store)`},
 		},
 		{
 			name: "bad duration",
@@ -202,6 +202,23 @@ func TestLoad_problems(t *testing.T) {
 			want: []string{`FILE:3: invalid duration "always" (want e.g. 10s, 5m, 2h, 90d), or forever`},
 		},
 		{
+			name: "cluster",
+			text: "cluster:\n  gossip: 0.0.0.0:7946\n  routes: 127.0.0.1:4222\n  seeds: [c1]\n  replication: 9\n  key: c2hvcnQ=\n  series_retention: 10m\n",
+			want: []string{
+				`FILE:1: cluster.advertise: must be set when cluster.gossip listens on every interface ("0.0.0.0:7946"): the host other nodes reach this one at`,
+				`FILE:3: cluster.routes: "127.0.0.1:4222" is also used by another listener`,
+				`FILE:4: cluster.seeds[0]: "c1": want host:port`,
+				`FILE:5: cluster.replication: 9: want 1 to 5 (2 survives losing a node)`,
+				`FILE:6: cluster.key: cluster key: 5 bytes, want 16, 24 or 32`,
+				`FILE:7: cluster.series_retention: 10m0s: want at least 1h`,
+			},
+		},
+		{
+			name: "cluster without a key",
+			text: "cluster:\n  gossip: 127.0.0.2:7946\n  routes: 127.0.0.2:6222\n",
+			want: []string{"FILE:1: cluster.key: a cluster needs a shared key (or key_file): generate one with `citysense-collector cluster keygen`"},
+		},
+		{
 			name: "same address twice",
 			text: "http:\n  listen: 127.0.0.1:4222\n",
 			want: []string{`FILE:2: http.listen: "127.0.0.1:4222" is also nats.listen`},
@@ -223,6 +240,25 @@ func TestLoad_problems(t *testing.T) {
 				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
+	}
+}
+
+func TestLoad_cluster(t *testing.T) {
+	path := writeFile(t, "cluster:\n  gossip: 127.0.0.2:7946\n  routes: 127.0.0.2:6222\n  seeds: [127.0.0.1:7946]\n  key: AAECAwQFBgcICQoLDA0ODw==\n")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Cluster
+	if cl == nil || cl.Replication != 2 || cl.SeriesRetention.D() != DefaultSeriesRetention || cl.AdvertiseHost() != "127.0.0.2" {
+		t.Fatalf("cluster = %+v, want defaults replication 2, series_retention 24h, advertise 127.0.0.2", cl)
+	}
+	key, err := cl.ClusterKey()
+	if err != nil || len(key) != 16 || key[15] != 15 {
+		t.Fatalf("key = %v, %v", key, err)
+	}
+	if def := Default(); def.Cluster != nil {
+		t.Fatal("the default configuration is a cluster")
 	}
 }
 

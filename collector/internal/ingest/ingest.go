@@ -85,6 +85,20 @@ type Config struct {
 	// keeps the points in memory. A deferred sink needs AckWait above that
 	// time too (store.Options.AckWait).
 	MaxAckPending int
+	// FilterSubject restricts the consumer to one subject of the stream,
+	// such as one partition of CS_SERIES (cs.series.3); empty consumes
+	// all of it.
+	FilterSubject string
+	// A new consumer starts at the first message the stream still holds,
+	// which is what a node taking over a partition replays; an existing
+	// durable resumes where it stopped.
+	//
+	// Metrics, when set, receives the ingester's counters instead of a set
+	// of its own, labelled with Label as well as the stream, so that many
+	// ingesters (one per partition a cluster node owns) share one set and
+	// one that restarts continues its counters.
+	Metrics *metrics.Set
+	Label   string
 }
 
 func (c *Config) setDefaults() {
@@ -156,7 +170,14 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 	if err != nil {
 		return nil, fmt.Errorf("ingest: zstd decoder: %w", err)
 	}
-	set := metrics.NewSet()
+	set := cfg.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	labels := `{stream="` + cfg.Stream + `"}`
+	if cfg.Label != "" {
+		labels = `{stream="` + cfg.Stream + `",` + cfg.Label + `}`
+	}
 	deferred, _ := w.(DeferredSink)
 	return &Ingester{
 		js:            js,
@@ -166,11 +187,11 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 		log:           log.With("component", "ingest"),
 		zstd:          zd,
 		set:           set,
-		batches:       set.NewCounter(`citysense_ingest_batches_total{stream="` + cfg.Stream + `"}`),
-		points:        set.NewCounter(`citysense_ingest_points_total{stream="` + cfg.Stream + `"}`),
-		badLines:      set.NewCounter(`citysense_ingest_bad_lines_total{stream="` + cfg.Stream + `"}`),
-		badBatches:    set.NewCounter(`citysense_ingest_bad_batches_total{stream="` + cfg.Stream + `"}`),
-		writeErrors:   set.NewCounter(`citysense_ingest_write_errors_total{stream="` + cfg.Stream + `"}`),
+		batches:       set.GetOrCreateCounter(`citysense_ingest_batches_total` + labels),
+		points:        set.GetOrCreateCounter(`citysense_ingest_points_total` + labels),
+		badLines:      set.GetOrCreateCounter(`citysense_ingest_bad_lines_total` + labels),
+		badBatches:    set.GetOrCreateCounter(`citysense_ingest_bad_batches_total` + labels),
+		writeErrors:   set.GetOrCreateCounter(`citysense_ingest_write_errors_total` + labels),
 		badLineLog:    logLimiter{every: 10 * time.Second},
 		badBatchLog:   logLimiter{every: 10 * time.Second},
 		consumerReady: make(chan struct{}),
@@ -206,6 +227,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		// redelivered when the store failed, and giving up would lose it.
 		MaxDeliver:    -1,
 		MaxAckPending: in.cfg.maxAckPending(in.deferred != nil),
+		FilterSubject: in.cfg.FilterSubject,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
