@@ -16,7 +16,9 @@ import (
 	"github.com/citysense/citysense/collector/internal/api"
 	"github.com/citysense/citysense/collector/internal/auth"
 	"github.com/citysense/citysense/collector/internal/bus"
+	"github.com/citysense/citysense/collector/internal/cluster"
 	"github.com/citysense/citysense/collector/internal/config"
+	"github.com/citysense/citysense/collector/internal/fanout"
 	"github.com/citysense/citysense/collector/internal/ingest"
 	"github.com/citysense/citysense/collector/internal/portal"
 	"github.com/citysense/citysense/collector/internal/sta"
@@ -140,6 +142,42 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	// In a cluster, membership comes first: the NATS server starts with
+	// routes to the members a seed leads to.
+	var (
+		cl         *cluster.Cluster
+		clKey      []byte
+		clMeta     cluster.Meta
+		peerRoutes []string
+		busCluster *bus.ClusterConfig
+	)
+	if cfg.Cluster != nil {
+		if clKey, err = cfg.Cluster.ClusterKey(); err != nil {
+			return err
+		}
+		cl, clMeta, peerRoutes, err = startMembership(ctx, cfg, clKey, c.log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// Leaving is the last thing the node does after the bus and the
+		// store stopped; Run's own defer below leaves earlier on a clean
+		// stop.
+		defer cl.Shutdown()
+		host, _, _ := clusterAddrs(cfg)
+		_, rport, _ := net.SplitHostPort(cfg.Cluster.Routes)
+		busCluster = &bus.ClusterConfig{
+			Name:         cfg.Cluster.Name,
+			Listen:       cfg.Cluster.Routes,
+			Advertise:    net.JoinHostPort(host, rport),
+			Routes:       peerRoutes,
+			Secret:       clKey,
+			SeriesMaxAge: cfg.Cluster.SeriesRetention.D(),
+		}
+	}
+
 	b, err := bus.Start(ctx, bus.Config{
 		Name:       cfg.Node.Name,
 		StoreDir:   cfg.Node.DataDir,
@@ -153,6 +191,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		},
 		MQTTListen:  cfg.MQTT.Listen,
 		Credentials: creds,
+		Cluster:     busCluster,
 	}, c.log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -206,16 +245,37 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	// The store holds points in its head for up to MaxHold before they are
 	// written: it acknowledges CS_SERIES only then, and its AckWait keeps
 	// JetStream from redelivering what is merely waiting in the head.
-	storeIn, err := ingest.New(b.JetStream(), ingest.DeferredPoints(st), ingest.Config{
+	storeCfg := ingest.Config{
 		Stream:     bus.StreamSeries,
 		Durable:    "store",
 		TrustWire:  true, // only the enrich stage publishes to CS_SERIES
 		Batch:      cfg.Ingest.Batch,
 		AckWait:    max(cfg.Ingest.AckWait.D(), sopts.AckWait()),
 		RetryDelay: cfg.Ingest.RetryDelay.D(),
-	}, c.log)
-	if err != nil {
-		return err
+	}
+	// A single node consumes all of CS_SERIES; a cluster node the
+	// partitions it owns, each with a consumer of its own.
+	var (
+		storeIn *ingest.Ingester
+		nd      *node
+		reader  interface {
+			api.Store
+			sta.Store
+		} = st
+		metricSets []*metrics.Set
+	)
+	if cl == nil {
+		if storeIn, err = ingest.New(b.JetStream(), ingest.DeferredPoints(st), storeCfg, c.log); err != nil {
+			return err
+		}
+		metricSets = []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics()}
+	} else {
+		if nd, err = newNode(cfg, clKey, clMeta, cl, b, st, storeCfg, c.log); err != nil {
+			return err
+		}
+		src := fanout.NewSource(nd.fan)
+		reader = src
+		metricSets = []*metrics.Set{rawIn.Metrics(), series.Metrics(), nd.set, src.Metrics(), cl.Metrics()}
 	}
 
 	// Bind before starting ingest, so that a busy port fails the start
@@ -225,9 +285,9 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("http listen %q: %w", cfg.HTTP.Listen, err)
 	}
 	apiOpts := api.Options{
-		Store:       st,
+		Store:       reader,
 		Ready:       b.Ready,
-		Metrics:     []*metrics.Set{rawIn.Metrics(), series.Metrics(), storeIn.Metrics(), st.Metrics(), c.enrichSet, b.Metrics()},
+		Metrics:     append(metricSets, st.Metrics(), c.enrichSet, b.Metrics()),
 		Credentials: creds,
 		// Written batches go straight to the enrich stage and CS_SERIES.
 		Bus: series,
@@ -252,7 +312,11 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
-	staOpts := sta.Options{Store: st, PublicURL: cfg.HTTP.PublicURL,
+	if nd != nil {
+		apiOpts.Internal = fanout.NewHandler(nd.fan)
+		apiOpts.ClusterStatus = nd.status
+	}
+	staOpts := sta.Options{Store: reader, PublicURL: cfg.HTTP.PublicURL,
 		Contracts: func() []schema.Contract { return schema.ContractsOf(c.chain) },
 		Units: func() []units.Rule {
 			if u, ok := enrich.Find[*units.Units](c.chain); ok {
@@ -281,20 +345,31 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	// CS_SERIES keeps a message only while a consumer has yet to
 	// acknowledge it: the store's consumer must exist before the first
 	// enriched batch is published, or that batch would be kept for no one.
-	go func() { ingestDone <- storeIn.Run(ingestCtx) }()
-	ingestRunning := 1
-	select {
-	case <-storeIn.ConsumerReady():
-		go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+	ingestRunning := 0
+	if storeIn != nil {
+		go func() { ingestDone <- storeIn.Run(ingestCtx) }()
 		ingestRunning++
-	case err := <-ingestDone:
-		stopIngest()
-		ln.Close()
-		return fmt.Errorf("ingest stopped: %w", orUnexpected(err))
-	case <-ctx.Done():
-		stopIngest()
-		ln.Close()
-		return <-ingestDone
+		select {
+		case <-storeIn.ConsumerReady():
+		case err := <-ingestDone:
+			stopIngest()
+			ln.Close()
+			return fmt.Errorf("ingest stopped: %w", orUnexpected(err))
+		case <-ctx.Done():
+			stopIngest()
+			ln.Close()
+			return <-ingestDone
+		}
+	}
+	// In a cluster CS_SERIES keeps messages by age, not by interest: the
+	// partition consumers may come later.
+	go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+	ingestRunning++
+	nodeDone := make(chan struct{})
+	if nd != nil {
+		go func() { defer close(nodeDone); nd.run(ingestCtx) }()
+	} else {
+		close(nodeDone)
 	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
@@ -332,6 +407,14 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	for ; ingestRunning > 0; ingestRunning-- {
 		if err := <-ingestDone; err != nil {
 			runErr = errors.Join(runErr, err)
+		}
+	}
+	<-nodeDone
+	if cl != nil {
+		// Tell the others before the NATS server goes, so that they take
+		// over at once instead of waiting for the failure detector.
+		if err := cl.Leave(5 * time.Second); err != nil {
+			c.log.Warn("cluster leave", "err", err)
 		}
 	}
 	// The deferred calls stop the bus, then close the store.

@@ -36,6 +36,8 @@ SYNOPSIS
     citysense-collector token add NAME [--admin] [-c FILE] [--data-dir DIR]
     citysense-collector token revoke NAME [-c FILE] [--data-dir DIR]
     citysense-collector token list [-c FILE] [--data-dir DIR]
+    citysense-collector cluster keygen
+    citysense-collector cluster status [-c FILE] [--url URL] [--token TOKEN] [--json]
     citysense-collector version
     citysense-collector help
 
@@ -83,6 +85,16 @@ COMMANDS
               Print every token: name, admin, created, revoked.
     token revoke NAME
               Revoke a token.
+    cluster keygen
+              Print a new cluster key (base64 of 32 random bytes) for the
+              cluster block's key or key_file. Every node needs the same one.
+    cluster status
+              Ask a running node (--url, default the http.listen of -c FILE)
+              for the cluster: members and their state, every partition's
+              owners, whether each serves it and how many messages its
+              consumer has yet to store, and the NATS streams' replicas.
+              Needs an admin token (--token or CITYSENSE_ADMIN_TOKEN).
+              --json prints the answer of GET /admin/v1/cluster as is.
     version   Print the version and build information.
     help      Print this text.
 
@@ -141,6 +153,15 @@ CONFIGURATION
       max_future: 1h             # Influx write: newest timestamp accepted
       max_tags: 64               # Influx write: tags per point at most
       max_fields: 256            # Influx write: fields per point at most
+      partitions: 16             # CS_SERIES partitions; choose once
+    cluster:                     # leave out for a single node
+      gossip: 127.0.0.1:7946     # memberlist, TCP and UDP
+      routes: 127.0.0.1:6222     # NATS routes between the nodes
+      advertise: ""              # host others reach; default gossip's
+      seeds: [10.1.0.11:7946]    # any running node; remembered after
+      replication: 2             # nodes storing each partition
+      key_file: /etc/citysense/cluster.key  # or key: base64 (cluster keygen)
+      series_retention: 24h      # CS_SERIES replay window for new owners
 
 HTTP ENDPOINTS
     GET /api/v1/series?field=F[&measurement=M][&station=S][&district=D]
@@ -164,6 +185,8 @@ HTTP ENDPOINTS
               Enrollment over HTTP, with "Authorization: Bearer ADMIN-TOKEN".
               POST {"id":"gw-a"} answers the credentials once, in "creds";
               POST {"name":"x","admin":false} the token once, in "token".
+    GET /admin/v1/cluster   Members, partition owners, lag and stream replicas
+              (admin token); 404 on a single node.
     GET /ping               204, for InfluxDB clients that probe first.
     GET /healthz, /readyz   Liveness and readiness (JetStream up).
     GET /metrics            Prometheus metrics.
@@ -174,6 +197,9 @@ FILES
     DIR/agents.json       Enrolled agents: id, public key, created, revoked.
     DIR/tokens.json       API tokens: name, SHA-256 hash, admin, revoked.
     DIR/agents/ID.creds   An agent's credentials, written by agent add.
+    DIR/cluster/          In a cluster: members.json (members seen, so a
+                          restart needs no seed), partitions.json (the
+                          partitions whose history this disk holds).
 
 EXAMPLES
     Run with the defaults:
@@ -219,6 +245,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkCmd(args, stdout, stderr)
 	case "agent", "token":
 		return credsCmd(cmd, args, stdout, stderr)
+	case "cluster":
+		return clusterCmd(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			return usageError(stderr, "version takes no arguments")
