@@ -334,6 +334,14 @@ func (c *Cluster) join(addrs []string) bool {
 	return false
 }
 
+// hasCandidates reports whether there is anyone to try joining: a single
+// node without seeds stays alone quietly.
+func (c *Cluster) hasCandidates() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seeds) > 0 || len(c.known) > 0
+}
+
 // alone reports whether memberlist knows no other live member.
 func (c *Cluster) alone() bool { return c.ml.NumMembers() <= 1 }
 
@@ -361,7 +369,7 @@ func (c *Cluster) run() {
 		// Retry only while alone: memberlist never rejoins a node it
 		// declared dead, so a partition that left us alone heals here.
 		if c.alone() {
-			if retryC == nil {
+			if retryC == nil && c.hasCandidates() {
 				arm()
 			}
 		} else {
