@@ -33,8 +33,14 @@ func fnvSep(h uint64) uint64 { return h * fnvPrime }
 // The function is part of the on-disk contract: changing it moves every
 // series to another partition.
 func PointHash(p *protocols.Point) uint64 {
-	h := fnvString(fnvOffset, p.Measurement)
-	for _, t := range p.Tags {
+	return seriesHash(p.Measurement, p.Tags)
+}
+
+// seriesHash is PointHash's body, shared with SeriesPartition so that the
+// contract is written down once.
+func seriesHash(measurement string, tags []protocols.Tag) uint64 {
+	h := fnvString(fnvOffset, measurement)
+	for _, t := range tags {
 		h = fnvString(fnvSep(h), t.Key)
 		h = fnvString(fnvSep(h), t.Value)
 	}
@@ -59,7 +65,22 @@ func Partition(p *protocols.Point, n int) int {
 	if n <= 1 {
 		return 0
 	}
-	// Multiply-shift reduction: as uniform as a modulo, without a division.
-	hi, _ := bits.Mul64(PointHash(p), uint64(n))
+	return reduce(PointHash(p), n)
+}
+
+// SeriesPartition maps a series, given by its measurement and sorted tags,
+// to one of n partitions: the same answer as Partition on a point with that
+// measurement and those tags, without building one.
+func SeriesPartition(measurement string, tags []protocols.Tag, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return reduce(seriesHash(measurement, tags), n)
+}
+
+// reduce maps h onto [0, n) by multiply-shift: as uniform as a modulo,
+// without a division. It reads the high bits of h.
+func reduce(h uint64, n int) int {
+	hi, _ := bits.Mul64(h, uint64(n))
 	return int(hi)
 }
