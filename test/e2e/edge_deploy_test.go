@@ -79,20 +79,7 @@ func edgeStr(v any, path ...any) string {
 // dropping its top-level cluster: block.
 func edgeCheckConfig(t *testing.T, prog, name, content string, env ...string) {
 	t.Helper()
-	var keep []string
-	skip := false
-	for _, l := range strings.Split(content, "\n") {
-		if strings.HasPrefix(l, "cluster:") {
-			skip = true
-			continue
-		}
-		if skip && (strings.HasPrefix(l, " ") || l == "") {
-			continue
-		}
-		skip = false
-		keep = append(keep, l)
-	}
-	p := writeFile(t, name, strings.Join(keep, "\n"))
+	p := writeFile(t, name, content)
 	cmd := exec.Command(filepath.Join(binDir, prog), "check", "-c", p)
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -311,7 +298,7 @@ func TestEdge_KubernetesManifests(t *testing.T) {
 		if cfg == "" {
 			t.Fatalf("ConfigMap %s has no collector.yaml", cm)
 		}
-		edgeCheckConfig(t, "citysense-collector", "k8s-collector.yaml", cfg, "POD_NAME=c-0")
+		edgeCheckConfig(t, "citysense-collector", "k8s-collector.yaml", cfg, "POD_NAME=c-0", "POD_IP=10.0.0.7", "CITYSENSE_CLUSTER_KEY=AAECAwQFBgcICQoLDA0ODw==")
 		checked++
 	}
 	if checked != 1 {
