@@ -282,7 +282,7 @@ func TestStore_Resolve(t *testing.T) {
 	keys := []SeriesKey{
 		{Measurement: "air", Field: "pm25", Tags: refs[1].Tags},
 		{Measurement: "air", Field: "pm25", Tags: []protocols.Tag{{Key: "station", Value: "s9"}}}, // unknown station
-		{Measurement: "air", Field: "no2", Tags: refs[0].Tags},                                     // unknown field
+		{Measurement: "air", Field: "no2", Tags: refs[0].Tags},                                    // unknown field
 		{Measurement: "air", Field: "pm25", Tags: refs[0].Tags},
 		{Measurement: "air", Field: "pm10", Tags: []protocols.Tag{{Key: "district", Value: "d1"}, {Key: "station", Value: "s1"}}},
 	}
