@@ -468,8 +468,6 @@ func TestHandler_auth(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
-type storeWriter struct{ *store.Store }
-
 func TestHandOff(t *testing.T) {
 	c := newCluster(t)
 	const p = 3 // owned by n1 and n2: exported by n2
