@@ -134,7 +134,7 @@ func DefaultClient() *http.Client {
 
 // Metrics is the fan-out's metrics set, for /metrics:
 //
-//   - citysense_fanout_remote_requests_total{node,outcome}: calls to other nodes: "ok", "failed" (retried on another replica) or "refused" (a bad request, not retried)
+//   - citysense_fanout_remote_requests_total{node,outcome}: calls to other nodes: "ok", "failed" (retried on another replica), "refused" (a bad request, not retried) or "canceled" (the request ended first)
 //   - citysense_fanout_received_bytes_total{node}: answer bytes read from other nodes
 //   - citysense_fanout_local_reads_total: reads served by the node's own store
 //   - citysense_fanout_partition_retries_total: partitions asked again of another replica after a node failed
