@@ -113,7 +113,9 @@ type Result struct {
 	Series []Series
 	// Partial is set when part of the range is older than the raw
 	// retention and the answer needed raw points (raw output or a
-	// percentile): those parts are missing.
+	// percentile): those parts are missing. It is also set when the
+	// Source called MarkPartial during the request (a node holding part
+	// of the data could not be reached).
 	Partial bool
 	// Resolution is what the answer was computed from.
 	Resolution Resolution
@@ -184,11 +186,18 @@ func (e *Engine) limits() (series, points, scan int) {
 	return series, points, scan
 }
 
-func (e *Engine) lookup(measurement, field string, ms []store.Matcher, maxSeries int) ([]store.SeriesRef, error) {
+func (e *Engine) lookup(ctx context.Context, measurement, field string, ms []store.Matcher, maxSeries int) ([]store.SeriesRef, error) {
 	if field == "" {
 		return nil, fmt.Errorf("%w: no field", ErrBadRequest)
 	}
-	refs, err := e.Source.Lookup(store.Selector{Measurement: measurement, Field: field, Matchers: ms, MaxSeries: maxSeries})
+	sel := store.Selector{Measurement: measurement, Field: field, Matchers: ms, MaxSeries: maxSeries}
+	var refs []store.SeriesRef
+	var err error
+	if cl, ok := e.Source.(ContextLookuper); ok {
+		refs, err = cl.LookupContext(ctx, sel)
+	} else {
+		refs, err = e.Source.Lookup(sel)
+	}
 	if errors.Is(err, store.ErrTooManySeries) {
 		return nil, fmt.Errorf("query: more than %d series match; select fewer (by station or district): %w", maxSeries, ErrTooManySeries)
 	}
@@ -214,6 +223,13 @@ func plan(step time.Duration, agg Agg) Resolution {
 
 // Series answers a range query.
 func (e *Engine) Series(ctx context.Context, req Request) (Result, error) {
+	ctx, mark := withPartial(ctx)
+	res, err := e.series(ctx, req)
+	res.Partial = res.Partial || mark.marked()
+	return res, err
+}
+
+func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 	maxSeries, maxPoints, maxScan := e.limits()
 	if req.From > req.To {
 		return Result{}, fmt.Errorf("%w: from is after to", ErrBadRequest)
@@ -244,7 +260,7 @@ func (e *Engine) Series(ctx context.Context, req Request) (Result, error) {
 			return Result{}, err
 		}
 	}
-	refs, err := e.lookup(req.Measurement, req.Field, req.Matchers, maxSeries)
+	refs, err := e.lookup(ctx, req.Measurement, req.Field, req.Matchers, maxSeries)
 	if err != nil {
 		return Result{}, err
 	}
@@ -376,6 +392,13 @@ func (e *Engine) raw(ctx context.Context, req Request, refs []store.SeriesRef, m
 // Latest answers the newest point of each selected series within the
 // window, series ordered by key.
 func (e *Engine) Latest(ctx context.Context, req LatestRequest) (Result, error) {
+	ctx, mark := withPartial(ctx)
+	res, err := e.latest(ctx, req)
+	res.Partial = res.Partial || mark.marked()
+	return res, err
+}
+
+func (e *Engine) latest(ctx context.Context, req LatestRequest) (Result, error) {
 	maxSeries, _, _ := e.limits()
 	if req.Window < 0 {
 		return Result{}, fmt.Errorf("%w: negative window", ErrBadRequest)
@@ -390,7 +413,7 @@ func (e *Engine) Latest(ctx context.Context, req LatestRequest) (Result, error) 
 		}
 		req.At = now().UnixNano()
 	}
-	refs, err := e.lookup(req.Measurement, req.Field, req.Matchers, maxSeries)
+	refs, err := e.lookup(ctx, req.Measurement, req.Field, req.Matchers, maxSeries)
 	if err != nil {
 		return Result{}, err
 	}
@@ -527,6 +550,13 @@ var errPageFull = errors.New("page full")
 // most limit points, starting after after (nil: from the start). The
 // returned cursor is nil on the last page.
 func (e *Engine) RawPage(ctx context.Context, req Request, after *Cursor, limit int) (Result, *Cursor, error) {
+	ctx, mark := withPartial(ctx)
+	res, next, err := e.rawPage(ctx, req, after, limit)
+	res.Partial = res.Partial || mark.marked()
+	return res, next, err
+}
+
+func (e *Engine) rawPage(ctx context.Context, req Request, after *Cursor, limit int) (Result, *Cursor, error) {
 	maxSeries, maxPoints, _ := e.limits()
 	if req.Step != 0 || req.Agg != "" || len(req.GroupBy) > 0 {
 		return Result{}, nil, fmt.Errorf("%w: pages are for raw points; an aggregated answer is bounded by its step", ErrBadRequest)
@@ -537,7 +567,7 @@ func (e *Engine) RawPage(ctx context.Context, req Request, after *Cursor, limit 
 	if req.From > req.To {
 		return Result{}, nil, fmt.Errorf("%w: from is after to", ErrBadRequest)
 	}
-	refs, err := e.lookup(req.Measurement, req.Field, req.Matchers, maxSeries)
+	refs, err := e.lookup(ctx, req.Measurement, req.Field, req.Matchers, maxSeries)
 	if err != nil {
 		return Result{}, nil, err
 	}

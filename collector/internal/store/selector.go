@@ -188,3 +188,43 @@ func (e *AmbiguousFieldError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrAmbiguousField) true.
 func (e *AmbiguousFieldError) Unwrap() error { return ErrAmbiguousField }
+
+// SeriesKey names a series by its parts, as another node knows it: without
+// the store's ids.
+type SeriesKey struct {
+	Measurement string
+	Field       string
+	Tags        []protocols.Tag // sorted by key
+}
+
+// Resolve returns the store's refs of keys, position for position: a key
+// the store holds no series of gets the zero SeriesRef (empty
+// Measurement), which callers must leave out of reads. It costs one map
+// lookup per key, for readers that learnt the series elsewhere (the
+// cluster's fan-out).
+func (s *Store) Resolve(keys []SeriesKey) []SeriesRef {
+	out := make([]SeriesRef, len(keys))
+	if s.closed.Load() {
+		return out
+	}
+	var buf []byte
+	ix := s.ix
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for i, k := range keys {
+		p := protocols.Point{Measurement: k.Measurement, Tags: k.Tags}
+		buf = appendSetKey(buf[:0], &p)
+		ts := ix.sets[string(buf)]
+		if ts == nil {
+			continue
+		}
+		for _, f := range ts.fields {
+			if f.field == k.Field {
+				g := ix.groups[f.gid]
+				out[i] = SeriesRef{id: f.id, gid: f.gid, Measurement: g.measurement, Field: g.field, Tags: ix.series[f.id].tags}
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"math"
 	"path/filepath"
@@ -260,5 +261,49 @@ func TestStore_Open_reopenKeepsData(t *testing.T) {
 	sts, err := s.Stations()
 	if err != nil || len(sts) != 1 || sts[0].ID != "s1" {
 		t.Fatalf("after reopen Stations = %+v, %v", sts, err)
+	}
+}
+
+func TestStore_Resolve(t *testing.T) {
+	s := openTest(t)
+	a := map[string]string{"station": "s1", "district": "d1"}
+	b := map[string]string{"station": "s2"}
+	_, err := s.Write([]protocols.Point{
+		point(t, "air", a, 10, f("pm25", protocols.Float(1)), f("pm10", protocols.Int(2))),
+		point(t, "air", b, 10, f("pm25", protocols.Float(3))),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := s.Lookup(Selector{Field: "pm25"})
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("Lookup = %v, %v", refs, err)
+	}
+	keys := []SeriesKey{
+		{Measurement: "air", Field: "pm25", Tags: refs[1].Tags},
+		{Measurement: "air", Field: "pm25", Tags: []protocols.Tag{{Key: "station", Value: "s9"}}}, // unknown station
+		{Measurement: "air", Field: "no2", Tags: refs[0].Tags},                                    // unknown field
+		{Measurement: "air", Field: "pm25", Tags: refs[0].Tags},
+		{Measurement: "air", Field: "pm10", Tags: []protocols.Tag{{Key: "district", Value: "d1"}, {Key: "station", Value: "s1"}}},
+	}
+	got := s.Resolve(keys)
+	if len(got) != len(keys) {
+		t.Fatalf("%d refs for %d keys", len(got), len(keys))
+	}
+	if !reflect.DeepEqual(got[0], refs[1]) || !reflect.DeepEqual(got[3], refs[0]) {
+		t.Errorf("Resolve = %+v, want the refs Lookup gave: %+v", got, refs)
+	}
+	if got[1].Measurement != "" || got[2].Measurement != "" {
+		t.Errorf("unknown series resolved: %+v, %+v", got[1], got[2])
+	}
+	var vals []protocols.Value
+	err = s.ReadRaw(context.Background(), got[4:5], 0, 100, func(_ int, smp []Sample) error {
+		for _, x := range smp {
+			vals = append(vals, x.Value)
+		}
+		return nil
+	})
+	if err != nil || len(vals) != 1 || vals[0] != protocols.Int(2) {
+		t.Errorf("ReadRaw of a resolved ref = %v, %v; want [2i]", vals, err)
 	}
 }
