@@ -35,6 +35,9 @@ type node struct {
 	name, dir string
 	routeHP   string // host:port of the route listener, kept across restarts
 	bus       *Bus
+	// owner is the test that shuts the node down when it ends: the
+	// top-level test, also for a restart done in a subtest.
+	owner *testing.T
 }
 
 func clusterConfig(n *node, secret []byte, seeds []string) Config {
@@ -47,7 +50,7 @@ func clusterConfig(n *node, secret []byte, seeds []string) Config {
 // startNode starts a cluster node on ip; it does not wait for the streams.
 func startNode(t *testing.T, name, ip string, secret []byte, seeds ...string) *node {
 	t.Helper()
-	n := &node{name: name, dir: t.TempDir(), routeHP: ip + ":0"}
+	n := &node{name: name, dir: t.TempDir(), routeHP: ip + ":0", owner: t}
 	n.start(t, secret, seeds...)
 	return n
 }
@@ -60,7 +63,7 @@ func (n *node) start(t *testing.T, secret []byte, seeds ...string) {
 	if err != nil {
 		t.Fatalf("Start %s: %v", n.name, err)
 	}
-	t.Cleanup(b.Shutdown)
+	n.owner.Cleanup(b.Shutdown)
 	n.bus = b
 	u, err := url.Parse(b.RouteURL())
 	if err != nil {
@@ -129,6 +132,13 @@ func TestCluster_threeNodes(t *testing.T) {
 	n2 := startNode(t, "c2", "127.0.0.2", testSecret, n1.bus.RouteURL())
 	n3 := startNode(t, "c3", "127.0.0.3", testSecret, n1.bus.RouteURL())
 	nodes := []*node{n1, n2, n3}
+	eventually(t, 30*time.Second, "meta leader", func() error {
+		if n1.bus.metaLeader() == "" {
+			return errors.New("none")
+		}
+		return nil
+	})
+	t.Logf("meta leader elected %v after the first Start", time.Since(t0).Round(time.Millisecond))
 	waitReady(t, 30*time.Second, nodes...)
 	t.Logf("cluster formed, meta leader %s, streams created: %v after the first Start", n1.bus.metaLeader(), time.Since(t0).Round(time.Millisecond))
 
