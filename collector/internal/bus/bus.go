@@ -52,7 +52,8 @@ const (
 // Config is what the bus needs from the collector's configuration.
 type Config struct {
 	// Name is the server name; JetStream derives its identity from it, so
-	// it must be stable across restarts.
+	// it must be stable across restarts, and in cluster mode unique among
+	// the nodes (and set).
 	Name string
 	// StoreDir is the directory in which JetStream keeps its file store,
 	// in a subdirectory jetstream/ that nats-server always appends; the
@@ -170,8 +171,11 @@ type Bus struct {
 	shutdownOnce sync.Once
 }
 
-// Start runs the server and returns once it accepts clients and the streams
-// exist. ctx bounds the stream creation. A nil log discards.
+// Start runs the server and returns once it accepts clients and, on a
+// single node, the streams exist; ctx bounds that stream creation. In
+// cluster mode it returns before the streams exist (they need a JetStream
+// meta leader, hence a second node): use WaitReady or Ready. A nil log
+// discards.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if log == nil {
 		log = cli.Discard()
