@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"crypto/subtle"
 	"encoding/base64"
 	"log/slog"
 	"net"
@@ -58,6 +59,8 @@ const (
 	// It lies outside _INBOX.> so that no client allowed to subscribe to
 	// reply subjects can read the batches the ingest consumer fetches.
 	internalInboxPrefix = "_CS_INTERNAL"
+	// internalUser names the collector's own connection.
+	internalUser = "collector"
 	// anonymousUser names the unauthenticated clients of development mode.
 	anonymousUser = "anonymous"
 	// tokenUserPrefix + <token-name> names a client that authenticated
@@ -79,11 +82,16 @@ const (
 // Credentials on every connection, so enrollments and revocations apply
 // to the next connection without touching the server's options.
 type authenticator struct {
-	creds        Credentials
-	internalKey  string // public NKey of the collector's own connection
-	loopbackOnly bool   // every client listener is on loopback
-	log          *slog.Logger
-	metrics      *busMetrics
+	creds Credentials
+	// internalToken is the secret of the collector's own connection. A
+	// token rather than an NKey: nats-server's ReloadOptions (AddRoutes)
+	// closes every client that sent an NKey or a user name, since with a
+	// CustomClientAuthentication it has no configured user to find them
+	// in; a token-only client survives the reload.
+	internalToken string
+	loopbackOnly  bool // every client listener is on loopback
+	log           *slog.Logger
+	metrics       *busMetrics
 
 	refusedLog limiter
 	// dev is the development mode last reported, for logging changes.
@@ -104,6 +112,10 @@ func (a *authenticator) devMode() bool {
 func (a *authenticator) Check(c server.ClientAuthentication) bool {
 	opts := c.GetOpts()
 	switch {
+	case a.isInternal(opts):
+		// The collector's own connection: no permissions means all.
+		c.RegisterUser(&server.User{Username: internalUser})
+		return true
 	case opts.JWT != "":
 		// A JWT (or a file read as one) is not how CitySense enrolls;
 		// the agent must load its creds with nats.NkeyOptionFromSeed.
@@ -154,11 +166,6 @@ func (a *authenticator) checkNkey(c server.ClientAuthentication, opts *server.Cl
 	if len(nonce) == 0 || pub.Verify(nonce, sig) != nil {
 		return a.refuse(c, reasonBadSignature, "signature does not verify")
 	}
-	if opts.Nkey == a.internalKey {
-		// The collector's own connection: no permissions means all.
-		c.RegisterUser(&server.User{Username: "collector"})
-		return true
-	}
 	agent, ok := a.creds.AgentByKey(opts.Nkey)
 	if !ok {
 		return a.refuse(c, reasonUnknownKey, "key is not enrolled or was revoked")
@@ -169,6 +176,13 @@ func (a *authenticator) checkNkey(c server.ClientAuthentication, opts *server.Cl
 	a.metrics.accepted("agent")
 	a.log.Debug("nats: agent connected", "agent", agent.ID, "remote", addr(c.RemoteAddress()))
 	return true
+}
+
+// isInternal reports whether the client is the collector's own
+// connection: the internal token and nothing else.
+func (a *authenticator) isInternal(opts *server.ClientOpts) bool {
+	return a.internalToken != "" && opts.Nkey == "" && opts.Username == "" && opts.JWT == "" &&
+		subtle.ConstantTimeCompare([]byte(opts.Token), []byte(a.internalToken)) == 1
 }
 
 func (a *authenticator) refuse(c server.ClientAuthentication, reason, detail string) bool {
@@ -224,7 +238,7 @@ func anonymousPermissions() *server.Permissions {
 // with RegisterUser otherwise.
 func (a *authenticator) stillValid(user string) string {
 	switch {
-	case user == a.internalKey:
+	case user == internalUser:
 		return ""
 	case user == anonymousUser:
 		if !a.devMode() {
@@ -253,6 +267,8 @@ func addr(a net.Addr) string {
 type busMetrics struct {
 	set        *metrics.Set
 	violations *metrics.Counter
+	// routesAdded counts routes AddRoutes added; cluster mode only.
+	routesAdded *metrics.Counter
 }
 
 func newBusMetrics(devMode func() bool) *busMetrics {

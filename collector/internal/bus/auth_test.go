@@ -115,7 +115,7 @@ func TestAuthenticator_Check(t *testing.T) {
 	agentKP, agentPub := newUser(t)
 	revokedKP, revokedPub := newUser(t)
 	strangerKP, strangerPub := newUser(t)
-	internalKP, internalPub := newUser(t)
+	const internalToken = "internal-0123456789abcdef"
 	accountKP, _ := nkeys.CreateAccount()
 	accountPub, _ := accountKP.PublicKey()
 	revokedAt := time.Now()
@@ -157,7 +157,9 @@ func TestAuthenticator_Check(t *testing.T) {
 		{"revoked agent", withAgents, true, server.ClientOpts{Nkey: revokedPub, Sig: sign(t, revokedKP, nonce)}, "", nil, reasonUnknownKey},
 		{"revoked agent in dev mode", noAgents, true, server.ClientOpts{Nkey: strangerPub, Sig: sign(t, strangerKP, nonce)}, "", nil, reasonUnknownKey},
 		{"account key", withAgents, true, server.ClientOpts{Nkey: accountPub, Sig: sign(t, accountKP, nonce)}, "", nil, reasonUnknownKey},
-		{"collector's own key", withAgents, false, server.ClientOpts{Nkey: internalPub, Sig: sign(t, internalKP, nonce)}, "collector", nil, ""},
+		{"collector's own token", withAgents, false, server.ClientOpts{Token: internalToken}, "collector", nil, ""},
+		{"collector's token with a user name", withAgents, false, server.ClientOpts{Username: "x", Token: internalToken}, "", nil, reasonBadToken},
+		{"collector's token as a password", withAgents, false, server.ClientOpts{Username: "x", Password: internalToken}, "", nil, reasonBadToken},
 		{"token", withAgents, false, server.ClientOpts{Token: "cs_secret"}, "token:sensors", tokenPerms, ""},
 		{"token as password (MQTT, NATS user/password)", withAgents, false, server.ClientOpts{Username: "dev1", Password: "cs_secret"}, "token:sensors", tokenPerms, ""},
 		{"wrong token", withAgents, true, server.ClientOpts{Token: "cs_wrong"}, "", nil, reasonBadToken},
@@ -170,7 +172,7 @@ func TestAuthenticator_Check(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := &authenticator{creds: tt.creds, internalKey: internalPub, loopbackOnly: tt.loopback, log: slog.New(slog.DiscardHandler),
+			a := &authenticator{creds: tt.creds, internalToken: internalToken, loopbackOnly: tt.loopback, log: slog.New(slog.DiscardHandler),
 				refusedLog: limiter{every: time.Minute}}
 			a.metrics = newBusMetrics(a.devMode)
 			c := &fakeClient{opts: tt.opts, nonce: nonce}

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +18,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/citysense/citysense/internal/cli"
 )
@@ -51,7 +52,8 @@ const (
 // Config is what the bus needs from the collector's configuration.
 type Config struct {
 	// Name is the server name; JetStream derives its identity from it, so
-	// it must be stable across restarts.
+	// it must be stable across restarts, and in cluster mode unique among
+	// the nodes (and set).
 	Name string
 	// StoreDir is the directory in which JetStream keeps its file store,
 	// in a subdirectory jetstream/ that nats-server always appends; the
@@ -71,6 +73,10 @@ type Config struct {
 	MQTTListen string
 	// Credentials decide who may connect; nil means nobody is enrolled.
 	Credentials Credentials
+	// Cluster, when set, makes this server one node of a NATS cluster
+	// with clustered JetStream (see ClusterConfig); nil is a single node
+	// that configures no cluster at all.
+	Cluster *ClusterConfig
 }
 
 // TLSConfig is the client listener's TLS.
@@ -99,15 +105,29 @@ func RawStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// SeriesStreamConfig is the configuration of CS_SERIES.
-func SeriesStreamConfig() jetstream.StreamConfig {
+// SeriesStreamConfig is the configuration of CS_SERIES on a single node.
+func SeriesStreamConfig() jetstream.StreamConfig { return SeriesStreamConfigFor(false, SeriesMaxAge) }
+
+// SeriesStreamConfigFor is the configuration of CS_SERIES on a single node
+// (cluster false: interest retention, a batch leaves once every consumer
+// acknowledged it) or in a cluster (limits retention: a node that takes
+// over a partition replays the stream, so it must keep what other owners
+// acknowledged already, for maxAge). maxAge 0 means SeriesMaxAge.
+func SeriesStreamConfigFor(cluster bool, maxAge time.Duration) jetstream.StreamConfig {
+	if maxAge <= 0 {
+		maxAge = SeriesMaxAge
+	}
+	retention := jetstream.InterestPolicy
+	if cluster {
+		retention = jetstream.LimitsPolicy
+	}
 	return jetstream.StreamConfig{
 		Name:        StreamSeries,
 		Description: "decoded, enriched points by partition; the store's write-ahead log",
 		Subjects:    []string{SubjectSeries},
-		Retention:   jetstream.InterestPolicy,
+		Retention:   retention,
 		Storage:     jetstream.FileStorage,
-		MaxAge:      SeriesMaxAge,
+		MaxAge:      maxAge,
 		// A raw batch processed twice (the collector stopped between
 		// publishing its partitions and acknowledging it) publishes the
 		// same <raw-id>-p<k> ids again; they are dropped here.
@@ -141,14 +161,21 @@ type Bus struct {
 	auth    *authenticator
 	metrics *busMetrics
 	mqttURL string
+	// cl is the cluster state; nil on a single node.
+	cl *clusterState
+	// clCancel ends the cluster goroutine's requests at Shutdown.
+	clCancel context.CancelFunc
 
 	stop         chan struct{} // closed by Shutdown: ends the background goroutine
 	wg           sync.WaitGroup
 	shutdownOnce sync.Once
 }
 
-// Start runs the server and returns once it accepts clients and the streams
-// exist. ctx bounds the stream creation. A nil log discards.
+// Start runs the server and returns once it accepts clients and, on a
+// single node, the streams exist; ctx bounds that stream creation. In
+// cluster mode it returns before the streams exist (they need a JetStream
+// meta leader, hence a second node): use WaitReady or Ready. A nil log
+// discards.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if log == nil {
 		log = cli.Discard()
@@ -166,23 +193,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if creds == nil {
 		creds = noCredentials{}
 	}
-	// The collector's own connection authenticates with a key that exists
-	// only in this process, so it needs no file and no exception in the
-	// authenticator that a client could also reach.
-	internal, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("start nats server: internal key: %w", err)
+	// The collector's own connection authenticates with a token that
+	// exists only in this process, so it needs no file and no exception
+	// in the authenticator that a client could also reach.
+	var secret [32]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return nil, fmt.Errorf("start nats server: internal token: %w", err)
 	}
-	internalPub, err := internal.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("start nats server: internal key: %w", err)
-	}
+	internalToken := hex.EncodeToString(secret[:])
 	authn := &authenticator{
-		creds:        creds,
-		internalKey:  internalPub,
-		loopbackOnly: loopbackHost(host),
-		log:          log,
-		refusedLog:   limiter{every: 10 * time.Second},
+		creds:         creds,
+		internalToken: internalToken,
+		loopbackOnly:  loopbackHost(host),
+		log:           log,
+		refusedLog:    limiter{every: 10 * time.Second},
 	}
 	opts := &server.Options{
 		ServerName: cfg.Name,
@@ -222,6 +246,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		authn.loopbackOnly = authn.loopbackOnly && loopbackHost(mhost)
 	}
 	authn.metrics = newBusMetrics(authn.devMode)
+	var cl *clusterState
+	if cfg.Cluster != nil {
+		if cl, err = prepareCluster(cfg, opts); err != nil {
+			return nil, fmt.Errorf("start nats server: %w", err)
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
@@ -231,7 +261,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	srv.SetLoggerV2(logger, opts.Debug, false, false)
 	srv.Start()
 
-	b := &Bus{srv: srv, log: logger, auth: authn, metrics: authn.metrics, stop: make(chan struct{})}
+	b := &Bus{srv: srv, log: logger, auth: authn, metrics: authn.metrics, cl: cl, stop: make(chan struct{})}
 	if err := b.waitReady(cfg.ReadyTimeout); err != nil {
 		b.Shutdown()
 		return nil, err
@@ -242,15 +272,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.mqttURL = "mqtt://" + net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port))
 	}
 	// The URL only names the server: the connection is a pipe, never TLS.
-	nc, err := nats.Connect("nats://"+srv.Addr().String(),
+	copts := []nats.Option{
 		nats.InProcessServer(srv),
 		nats.Name("citysense-collector-internal"),
-		nats.Nkey(internalPub, internal.Sign),
+		nats.Token(internalToken),
 		nats.CustomInboxPrefix(internalInboxPrefix),
-		// The server is in this process: a lost connection means it is
-		// shutting down, so reconnecting only delays the error.
+		// A single server is in this process: a lost connection means it
+		// is shutting down, so reconnecting only delays the error.
 		nats.NoReconnect(),
-	)
+	}
+	if cl != nil {
+		// In cluster mode AddRoutes reloads the server's options, and
+		// nats-server closes every client a CustomClientAuthentication
+		// accepted at each reload (it cannot find them among its
+		// configured users). This connection comes straight back; the
+		// consumers of nats.go and jetstream resubscribe on their own.
+		copts[len(copts)-1] = nats.MaxReconnects(-1)
+		copts = append(copts, nats.ReconnectWait(internalReconnectWait), nats.ReconnectJitter(0, 0))
+	}
+	nc, err := nats.Connect("nats://"+srv.Addr().String(), copts...)
 	if err != nil {
 		b.Shutdown()
 		return nil, fmt.Errorf("connect in-process to nats server: %w", err)
@@ -260,13 +300,30 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.Shutdown()
 		return nil, fmt.Errorf("jetstream client: %w", err)
 	}
-	for _, sc := range []jetstream.StreamConfig{RawStreamConfig(), SeriesStreamConfig(), QuarantineStreamConfig()} {
-		// CreateOrUpdateStream makes a restart with a changed
-		// configuration converge instead of failing on "already exists".
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			b.Shutdown()
-			return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+	if cl == nil {
+		for _, sc := range []jetstream.StreamConfig{RawStreamConfig(), SeriesStreamConfig(), QuarantineStreamConfig()} {
+			// CreateOrUpdateStream makes a restart with a changed
+			// configuration converge instead of failing on "already exists".
+			if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+				b.Shutdown()
+				return nil, fmt.Errorf("create stream %s: %w", sc.Name, err)
+			}
 		}
+	} else {
+		// A cluster node cannot wait for its streams here: JetStream
+		// answers only once a meta leader is elected, which needs a
+		// second node. The cluster goroutine creates them; Ready and
+		// WaitReady report when they exist.
+		if err := writePeersFile(cl.peersFile, cl.routes); err != nil {
+			b.Shutdown()
+			return nil, fmt.Errorf("cluster peers file: %w", err)
+		}
+		b.metrics.clusterGauges(b)
+		var cctx context.Context
+		cctx, b.clCancel = context.WithCancel(context.Background())
+		b.wg.Add(1)
+		go b.runCluster(cctx)
+		log.Info("nats cluster mode", "cluster", cl.name, "route_url", cl.self, "routes", cl.routes, "peers_file", cl.peersFile)
 	}
 	log.Info("nats server ready", "name", cfg.Name, "url", srv.ClientURL(), "store_dir", filepath.Join(cfg.StoreDir, "jetstream"),
 		"sync_always", cfg.SyncAlways, "tls", cfg.TLS.CertFile != "", "verify_clients", cfg.TLS.VerifyClients)
@@ -285,6 +342,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	go b.remindDevMode()
 	return b, nil
 }
+
+// internalReconnectWait is the pause before the in-process connection of
+// a cluster node reconnects after a reload closed it.
+const internalReconnectWait = 20 * time.Millisecond
 
 // tlsTimeout bounds a client's TLS handshake; nats-server's default of
 // half a second is short for a gateway on a mobile uplink.
@@ -325,6 +386,15 @@ func (b *Bus) DevMode() bool { return b.auth.devMode() }
 //     another agent's subject)
 //   - citysense_bus_connections_accepted_total{kind}: agent, token, anonymous
 //   - citysense_bus_dev_mode: 1 while clients may connect without credentials
+//
+// and in cluster mode:
+//
+//   - citysense_bus_routes_added_total: routes AddRoutes added
+//   - citysense_bus_routes_configured: peers this server dials explicitly
+//   - citysense_bus_routes_connected: servers a route is connected to now
+//   - citysense_bus_stream_replicas: the replicas in effect (smallest over
+//     the streams; 0 until they exist)
+//   - citysense_bus_jetstream_meta_leader: 1 while JetStream has a meta leader
 func (b *Bus) Metrics() *metrics.Set { return b.metrics.set }
 
 // MQTTURL is the MQTT listener's URL with the port actually bound, or ""
@@ -457,6 +527,9 @@ func (b *Bus) Ready() error {
 	if b.nc == nil || !b.nc.IsConnected() {
 		return errors.New("in-process nats connection is down")
 	}
+	if b.cl != nil {
+		return b.clusterReady()
+	}
 	return nil
 }
 
@@ -465,6 +538,9 @@ func (b *Bus) Ready() error {
 func (b *Bus) Shutdown() {
 	b.shutdownOnce.Do(func() {
 		close(b.stop)
+		if b.clCancel != nil {
+			b.clCancel()
+		}
 		b.wg.Wait()
 		if b.nc != nil {
 			b.nc.Close()
