@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/citysense/citysense/collector/internal/bus"
 	"github.com/citysense/citysense/collector/internal/cluster"
@@ -68,10 +70,13 @@ type node struct {
 
 	mu       sync.Mutex
 	running  map[int]*ownedPartition
-	rebuilt  map[int]bool // partitions whose history this disk holds (persisted)
-	ready    []bool       // partitions served to queries
+	stopping map[int]*ownedPartition // released, still finishing
+	rebuilt  map[int]string          // partitions whose history this disk holds → their consumer (persisted)
+	ready    []bool                  // partitions served to queries
 	routes   []string
 	replicas int
+	// stoppingAll is set once the node withdrew for shutdown.
+	stoppingAll bool
 }
 
 // ownedPartition is one partition being consumed into the store.
@@ -86,9 +91,17 @@ type ownedPartition struct {
 
 // partitionState is what DATA/cluster/partitions.json keeps.
 type partitionState struct {
-	Partitions int   `json:"partitions"`
-	Rebuilt    []int `json:"rebuilt"`
+	Partitions int `json:"partitions"`
+	// Rebuilt maps each partition whose history this disk holds to the
+	// durable consumer that feeds it.
+	Rebuilt map[string]string `json:"rebuilt"`
 }
+
+// consumerPrefix starts the names of node's consumers of partition p; each
+// acquisition gets a consumer of its own (the prefix and a unique suffix),
+// so that the acknowledgements of a consumer being torn down can never
+// land on its successor.
+func consumerPrefix(node string, p int) string { return fmt.Sprintf("store-%s-p%d-", node, p) }
 
 // clusterAddrs derives the addresses this node gossips from the config.
 func clusterAddrs(cfg config.Config) (host string, meta cluster.Meta, err error) {
@@ -176,7 +189,8 @@ func newNode(cfg config.Config, key []byte, meta cluster.Meta, cl *cluster.Clust
 		stateFile: filepath.Join(cfg.Node.DataDir, "cluster", "partitions.json"),
 		set:       metrics.NewSet(),
 		running:   map[int]*ownedPartition{},
-		rebuilt:   map[int]bool{},
+		stopping:  map[int]*ownedPartition{},
+		rebuilt:   map[int]string{},
 		ready:     make([]bool, cfg.Ingest.Partitions),
 	}
 	n.fan = fanout.Options{
@@ -229,19 +243,21 @@ func (n *node) loadState() error {
 		n.log.Warn("ingest.partitions changed; every owned partition will be rebuilt", "was", ps.Partitions, "now", n.parts)
 		return nil
 	}
-	for _, p := range ps.Rebuilt {
-		n.rebuilt[p] = true
+	for k, durable := range ps.Rebuilt {
+		p, err := strconv.Atoi(k)
+		if err == nil && p >= 0 && p < n.parts && strings.HasPrefix(durable, consumerPrefix(n.name, p)) {
+			n.rebuilt[p] = durable
+		}
 	}
 	return nil
 }
 
 // saveState persists the rebuilt set; n.mu is held.
 func (n *node) saveState() {
-	ps := partitionState{Partitions: n.parts}
-	for p := range n.rebuilt {
-		ps.Rebuilt = append(ps.Rebuilt, p)
+	ps := partitionState{Partitions: n.parts, Rebuilt: map[string]string{}}
+	for p, durable := range n.rebuilt {
+		ps.Rebuilt[strconv.Itoa(p)] = durable
 	}
-	slices.Sort(ps.Rebuilt)
 	b, _ := json.Marshal(ps)
 	tmp := n.stateFile + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o640); err == nil {
@@ -343,6 +359,10 @@ func (n *node) reconcile(ctx context.Context) {
 			n.routes = routes
 		}
 	}
+	if err := n.b.Ready(); err != nil {
+		// No streams yet (no JetStream meta leader): nothing to consume.
+		return
+	}
 	if len(live) > n.replicas && n.replicas < 3 {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		r, err := n.b.SetReplicas(sctx, len(live))
@@ -378,10 +398,22 @@ func (n *node) reconcile(ctx context.Context) {
 
 // startLocked begins consuming partition p; n.mu is held.
 func (n *node) startLocked(ctx context.Context, p int) {
+	if old := n.stopping[p]; old != nil {
+		select {
+		case <-old.done:
+			delete(n.stopping, p)
+		default:
+			return // the previous consumer is still finishing: next round
+		}
+	}
 	pctx, cancel := context.WithCancel(ctx)
-	op := &ownedPartition{p: p, durable: fmt.Sprintf("store-%s-p%d", n.name, p), cancel: cancel, done: make(chan struct{})}
+	durable, ok := n.rebuilt[p]
+	rebuild := !ok
+	if rebuild {
+		durable = consumerPrefix(n.name, p) + nuid.Next()
+	}
+	op := &ownedPartition{p: p, durable: durable, cancel: cancel, done: make(chan struct{})}
 	n.running[p] = op
-	rebuild := !n.rebuilt[p]
 	if !rebuild {
 		op.rebuilt.Store(true)
 	}
@@ -389,6 +421,16 @@ func (n *node) startLocked(ctx context.Context, p int) {
 	go func() {
 		defer close(op.done)
 		n.consume(pctx, op, rebuild)
+		if pctx.Err() == nil {
+			// The consumer stopped on its own (an error was logged): the
+			// next reconcile starts it again.
+			n.mu.Lock()
+			if n.running[op.p] == op {
+				delete(n.running, op.p)
+				n.ready[op.p] = false
+			}
+			n.mu.Unlock()
+		}
 	}()
 }
 
@@ -397,11 +439,9 @@ func (n *node) startLocked(ctx context.Context, p int) {
 func (n *node) consume(ctx context.Context, op *ownedPartition, rebuild bool) {
 	if rebuild {
 		n.rebuilds.Inc()
-		// An old consumer of this name points past data this disk does
-		// not have (a replaced node, a partition owned before): replay.
-		if err := n.js.DeleteConsumer(ctx, bus.StreamSeries, op.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
-			n.log.Warn("cannot delete an old partition consumer", "consumer", op.durable, "err", err)
-		}
+		// Older consumers of this node for p point past data this disk
+		// may not have (a replaced node, a partition owned before).
+		n.deleteConsumers(ctx, consumerPrefix(n.name, op.p), op.durable)
 	}
 	cfg := n.ingestCfg
 	cfg.Durable = op.durable
@@ -429,8 +469,10 @@ func (n *node) consume(ctx context.Context, op *ownedPartition, rebuild bool) {
 			return
 		}
 		n.mu.Lock()
-		n.rebuilt[op.p] = true
-		n.saveState()
+		if n.running[op.p] == op {
+			n.rebuilt[op.p] = op.durable
+			n.saveState()
+		}
 		n.mu.Unlock()
 		op.rebuilt.Store(true)
 	}
@@ -519,6 +561,7 @@ func (w *handoffWriter) Write(pts []protocols.Point) (int, error) { return w.st.
 func (n *node) releaseLocked(ctx context.Context, op *ownedPartition) {
 	op.cancel()
 	delete(n.running, op.p)
+	n.stopping[op.p] = op
 	n.ready[op.p] = false
 	delete(n.rebuilt, op.p)
 	n.saveState()
@@ -531,6 +574,43 @@ func (n *node) releaseLocked(ctx context.Context, op *ownedPartition) {
 			n.log.Warn("cannot delete a released partition's consumer", "consumer", op.durable, "err", err)
 		}
 	}()
+}
+
+// deleteConsumers deletes this stream's consumers whose names start with
+// prefix, except keep.
+func (n *node) deleteConsumers(ctx context.Context, prefix, keep string) {
+	s, err := n.js.Stream(ctx, bus.StreamSeries)
+	if err != nil {
+		return
+	}
+	var old []string
+	names := s.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if strings.HasPrefix(name, prefix) && name != keep {
+			old = append(old, name)
+		}
+	}
+	for _, name := range old {
+		if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+			n.log.Warn("cannot delete an old partition consumer", "consumer", name, "err", err)
+		}
+	}
+}
+
+// prepareStop withdraws this node from serving before its consumers stop,
+// so that queries go to the other owners while it shuts down.
+func (n *node) prepareStop() {
+	n.mu.Lock()
+	for p := range n.ready {
+		n.ready[p] = false
+	}
+	meta := n.meta
+	meta.Ready = bitmap(n.ready)
+	n.stoppingAll = true
+	n.mu.Unlock()
+	if err := n.cl.UpdateMeta(meta); err != nil {
+		n.log.Warn("cannot gossip the end of serving", "err", err)
+	}
 }
 
 // refreshReady marks the partitions whose history is here and whose
@@ -559,6 +639,10 @@ func (n *node) refreshReady(ctx context.Context) {
 		}
 	}
 	n.mu.Lock()
+	if n.stoppingAll {
+		n.mu.Unlock()
+		return
+	}
 	changed := false
 	for p := range n.ready {
 		op := n.running[p]
@@ -656,9 +740,11 @@ func (n *node) status(ctx context.Context) (any, error) {
 	for p := 0; p < n.parts; p++ {
 		ps := PartitionStatus{Partition: p}
 		for _, o := range ring.Owners(p, names, n.r) {
-			lag, ok := pending[fmt.Sprintf("store-%s-p%d", o, p)]
-			if !ok {
-				lag = -1
+			lag := int64(-1)
+			for name, v := range pending {
+				if strings.HasPrefix(name, consumerPrefix(o, p)) {
+					lag = max(lag, v)
+				}
 			}
 			ps.Owners = append(ps.Owners, OwnerState{Node: o, Serving: n.serves(byName[o], p), Pending: lag})
 		}

@@ -362,8 +362,18 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		}
 	}
 	// In a cluster CS_SERIES keeps messages by age, not by interest: the
-	// partition consumers may come later.
-	go func() { ingestDone <- rawIn.Run(ingestCtx) }()
+	// partition consumers may come later. The streams exist only once
+	// JetStream has a meta leader, which a first node started alone gets
+	// when a second joins: ingest waits for it, HTTP does not.
+	go func() {
+		if cl != nil {
+			if err := b.WaitReady(ingestCtx); err != nil {
+				ingestDone <- nil // stopped while waiting
+				return
+			}
+		}
+		ingestDone <- rawIn.Run(ingestCtx)
+	}()
 	ingestRunning++
 	nodeDone := make(chan struct{})
 	if nd != nil {
@@ -392,6 +402,10 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 		runErr = fmt.Errorf("http server stopped: %w", orUnexpected(err))
 	}
 
+	if nd != nil {
+		// Queries go to the other owners from now on.
+		nd.prepareStop()
+	}
 	if !httpStopped {
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		if err := srv.Shutdown(sctx); err != nil {

@@ -282,9 +282,11 @@ func (a *API) publicRoutes() []route {
 func (a *API) Metrics() *metrics.Set { return a.set }
 
 // writable reports whether path takes methods other than GET and HEAD:
-// only the write endpoints and the admin API, which carry a token.
+// only the write endpoints, the admin API and the cluster's internal
+// endpoints, which carry a token.
 func writable(path string) bool {
-	return path == "/write" || path == "/api/v2/write" || strings.HasPrefix(path, "/admin/")
+	return path == "/write" || path == "/api/v2/write" || strings.HasPrefix(path, "/admin/") ||
+		(strings.HasPrefix(path, "/internal/"))
 }
 
 // ServeHTTP applies the limits common to every endpoint and dispatches.
