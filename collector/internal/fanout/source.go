@@ -595,47 +595,13 @@ func (s *Source) ReadRaw(ctx context.Context, refs []store.SeriesRef, from, to i
 	if len(refs) == 0 || from > to {
 		return nil
 	}
-	rp := s.plan(refs)
-	mk := newMarks(len(refs))
-	deliver := func(i int, smp []store.Sample) error {
-		mk.mu.Lock()
-		defer mk.mu.Unlock()
-		k := mk.fresh(i, len(smp), func(k int) int64 { return smp[k].Time })
-		if k == len(smp) {
-			return nil
-		}
-		if err := fn(i, smp[k:]); err != nil {
-			return &callerError{err}
-		}
-		return nil
-	}
-	self := s.o.View.Self()
-	return s.fanOut(ctx, rp.parts, func(ctx context.Context, n Node, parts []int) error {
-		idx := rp.indexes(parts)
-		if n.Name == self {
-			s.local.Inc()
-			lrefs, pos, err := s.localRefs(rp, idx)
-			if err == nil {
-				err = s.o.Local.ReadRaw(ctx, lrefs, from, to, func(k int, smp []store.Sample) error { return deliver(pos[k], smp) })
-			}
-			return s.localErr(ctx, err)
-		}
-		var buf []store.Sample
-		return s.call(ctx, n, http.MethodPost, "raw", rp.request(parts, idx, from, to, 0), func(typ byte, p []byte) error {
-			if typ != frameSamples {
-				return fmt.Errorf("unexpected frame %q", typ)
-			}
-			k, smp, err := decodeSamples(p, buf)
-			buf = smp
-			if err != nil {
-				return err
-			}
-			if k >= len(idx) {
-				return fmt.Errorf("series %d of %d", k, len(idx))
-			}
-			return deliver(idx[k], smp)
-		})
-	})
+	return readRuns(s, ctx, refs, runRead[store.Sample]{
+		path: "raw", frame: frameSamples, decode: decodeSamples,
+		time: func(x store.Sample) int64 { return x.Time },
+		local: func(ctx context.Context, lrefs []store.SeriesRef, f func(int, []store.Sample) error) error {
+			return s.o.Local.ReadRaw(ctx, lrefs, from, to, f)
+		},
+	}, from, to, 0, fn)
 }
 
 // ReadRollups calls fn with the buckets of resolution res of refs[i],
@@ -647,16 +613,39 @@ func (s *Source) ReadRollups(ctx context.Context, refs []store.SeriesRef, res ti
 	if len(refs) == 0 || from > to {
 		return nil
 	}
+	return readRuns(s, ctx, refs, runRead[store.Bucket]{
+		path: "rollups", frame: frameBuckets, decode: decodeBuckets,
+		time: func(x store.Bucket) int64 { return x.Start },
+		local: func(ctx context.Context, lrefs []store.SeriesRef, f func(int, []store.Bucket) error) error {
+			return s.o.Local.ReadRollups(ctx, lrefs, res, from, to, f)
+		},
+	}, from, to, res, fn)
+}
+
+// runRead is what ReadRaw and ReadRollups differ in: the items read (time
+// ordered per series), the endpoint and frame type, and the local read.
+type runRead[T any] struct {
+	path   string
+	frame  byte
+	decode func(p []byte, buf []T) (int, []T, error)
+	time   func(T) int64
+	local  func(ctx context.Context, lrefs []store.SeriesRef, fn func(int, []T) error) error
+}
+
+// readRuns reads time-ordered runs of items of refs from each partition's
+// chosen owner, dropping what a failed owner had already delivered when
+// its partitions are asked again of the next.
+func readRuns[T any](s *Source, ctx context.Context, refs []store.SeriesRef, rr runRead[T], from, to int64, res time.Duration, fn func(i int, xs []T) error) error {
 	rp := s.plan(refs)
 	mk := newMarks(len(refs))
-	deliver := func(i int, bs []store.Bucket) error {
+	deliver := func(i int, xs []T) error {
 		mk.mu.Lock()
 		defer mk.mu.Unlock()
-		k := mk.fresh(i, len(bs), func(k int) int64 { return bs[k].Start })
-		if k == len(bs) {
+		k := mk.fresh(i, len(xs), func(k int) int64 { return rr.time(xs[k]) })
+		if k == len(xs) {
 			return nil
 		}
-		if err := fn(i, bs[k:]); err != nil {
+		if err := fn(i, xs[k:]); err != nil {
 			return &callerError{err}
 		}
 		return nil
@@ -668,24 +657,24 @@ func (s *Source) ReadRollups(ctx context.Context, refs []store.SeriesRef, res ti
 			s.local.Inc()
 			lrefs, pos, err := s.localRefs(rp, idx)
 			if err == nil {
-				err = s.o.Local.ReadRollups(ctx, lrefs, res, from, to, func(k int, bs []store.Bucket) error { return deliver(pos[k], bs) })
+				err = rr.local(ctx, lrefs, func(k int, xs []T) error { return deliver(pos[k], xs) })
 			}
 			return s.localErr(ctx, err)
 		}
-		var buf []store.Bucket
-		return s.call(ctx, n, http.MethodPost, "rollups", rp.request(parts, idx, from, to, res), func(typ byte, p []byte) error {
-			if typ != frameBuckets {
+		var buf []T
+		return s.call(ctx, n, http.MethodPost, rr.path, rp.request(parts, idx, from, to, res), func(typ byte, p []byte) error {
+			if typ != rr.frame {
 				return fmt.Errorf("unexpected frame %q", typ)
 			}
-			k, bs, err := decodeBuckets(p, buf)
-			buf = bs
+			k, xs, err := rr.decode(p, buf)
+			buf = xs
 			if err != nil {
 				return err
 			}
 			if k >= len(idx) {
 				return fmt.Errorf("series %d of %d", k, len(idx))
 			}
-			return deliver(idx[k], bs)
+			return deliver(idx[k], xs)
 		})
 	})
 }
