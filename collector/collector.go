@@ -314,6 +314,7 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 	}
 	if nd != nil {
 		apiOpts.Internal = fanout.NewHandler(nd.fan)
+		apiOpts.LocalStore = st
 		apiOpts.ClusterStatus = nd.status
 	}
 	staOpts := sta.Options{Store: reader, PublicURL: cfg.HTTP.PublicURL,

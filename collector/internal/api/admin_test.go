@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/citysense/citysense/collector/internal/auth"
 )
 
 func (f *writeFixture) admin_(method, target, secret, body string) *httptest.ResponseRecorder {
@@ -163,5 +165,45 @@ func TestAPI_admin_tokens(t *testing.T) {
 	}
 	if rec := f.admin_("GET", "/admin/v1/tokens", f.admin, ""); rec.Code != 401 {
 		t.Errorf("after self-revoke: %d, want 401", rec.Code)
+	}
+}
+
+// GET /admin/v1/local/series reads the node's own store, not the
+// cluster's, and only with an admin token.
+func TestAPI_localSeries(t *testing.T) {
+	creds, err := auth.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _, err := creds.AddToken("ops", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, _, err := creds.AddToken("telegraf", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newTestAPI(t, Options{Store: emptyStore(t), LocalStore: testStore(t), Credentials: creds})
+	get := func(path, tok string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "http://collector"+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		a.ServeHTTP(rec, req)
+		return rec
+	}
+	const q = "?field=pm25&station=s0002"
+	if rec := get("/api/v1/series"+q, ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"series":[]`) {
+		t.Fatalf("public series from the (empty) cluster store: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get("/admin/v1/local/series"+q, admin); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"points":[[1735729200,7.25]]`) {
+		t.Fatalf("local series: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get("/admin/v1/local/series"+q, ""); rec.Code != 401 {
+		t.Fatalf("local series without a token: %d", rec.Code)
+	}
+	if rec := get("/admin/v1/local/series"+q, writer); rec.Code != 403 {
+		t.Fatalf("local series with a write token: %d", rec.Code)
 	}
 }

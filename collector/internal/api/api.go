@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,6 +102,10 @@ type Options struct {
 	// Internal serves the cluster's node-to-node queries under
 	// /internal/v1/ (it checks its own token); nil leaves them out.
 	Internal http.Handler
+	// LocalStore is this node's own store when Store is the cluster's
+	// fan-out: GET /admin/v1/local/series answers from it alone, so that
+	// an operator can compare the nodes' copies. Nil: the same as Store.
+	LocalStore Store
 	// ClusterStatus answers GET /admin/v1/cluster; nil answers 404 (a
 	// single node).
 	ClusterStatus func(ctx context.Context) (any, error)
@@ -113,7 +118,8 @@ type API struct {
 	mux  *http.ServeMux
 	set  *metrics.Set
 
-	query *query.Engine
+	query      *query.Engine
+	localQuery *query.Engine // this node's store alone (admin)
 
 	snapMu sync.Mutex
 	snap   *snapshot
@@ -175,6 +181,7 @@ func New(opts Options, log *slog.Logger) *API {
 	set := metrics.NewSet()
 	a := &API{opts: opts, log: log.With("component", "api"), mux: http.NewServeMux(), set: set,
 		query:             &query.Engine{Source: opts.Store, MaxPoints: opts.MaxPoints, MaxSeries: opts.MaxSeries, Now: opts.Now},
+		localQuery:        &query.Engine{Source: cmp.Or[Store](opts.LocalStore, opts.Store), MaxPoints: opts.MaxPoints, MaxSeries: opts.MaxSeries, Now: opts.Now},
 		writeSlots:        make(chan struct{}, maxConcurrentWrites),
 		writePoints:       set.NewCounter("citysense_api_write_points_total"),
 		writeRejected:     set.NewCounter("citysense_api_write_rejected_lines_total"),
@@ -215,13 +222,16 @@ func New(opts Options, log *slog.Logger) *API {
 	a.mux.HandleFunc("POST /admin/v1/tokens", a.admin(a.addToken))
 	a.mux.HandleFunc("DELETE /admin/v1/tokens/{name}", a.admin(a.revokeToken))
 	a.mux.HandleFunc("GET /admin/v1/cluster", a.admin(a.clusterStatus))
+	a.mux.HandleFunc("GET /admin/v1/local/series", a.admin(func(w http.ResponseWriter, r *http.Request) {
+		a.series(w, r.WithContext(context.WithValue(r.Context(), localScope{}, true)))
+	}))
 	if opts.Internal != nil {
 		a.mux.Handle("/internal/v1/", opts.Internal)
 	}
 	for path, allow := range map[string]string{
 		"/admin/v1/agents": "GET, POST", "/admin/v1/agents/{id}": "DELETE",
 		"/admin/v1/tokens": "GET, POST", "/admin/v1/tokens/{name}": "DELETE",
-		"/admin/v1/cluster": "GET",
+		"/admin/v1/cluster": "GET", "/admin/v1/local/series": "GET",
 	} {
 		// Without these, the catch-all below would answer 404 to a
 		// known path with the wrong method.

@@ -193,6 +193,10 @@ func timeFormat(p map[string]string, def bool) (rfc3339 bool, err error) {
 // series answers GET /api/v1/series: raw points, or with step= buckets
 // aggregated by agg= (mean by default), optionally merged by group_by=,
 // from raw points or the 1-minute/1-hour rollups as the step allows.
+// localScope in a request's context makes series read this node's own
+// store (GET /admin/v1/local/series).
+type localScope struct{}
+
 func (a *API) series(w http.ResponseWriter, r *http.Request) {
 	p, err := params(r, seriesParams)
 	if err != nil {
@@ -211,12 +215,16 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
 	defer cancel()
+	eng := a.query
+	if r.Context().Value(localScope{}) != nil {
+		eng = a.localQuery
+	}
 	var res query.Result
 	var next *query.Cursor
 	if paged {
-		res, next, err = a.query.RawPage(ctx, req, after, limit)
+		res, next, err = eng.RawPage(ctx, req, after, limit)
 	} else {
-		res, err = a.query.Series(ctx, req)
+		res, err = eng.Series(ctx, req)
 	}
 	if err != nil {
 		a.queryError(w, r, err)
