@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type clNode struct {
 	http, nats          string
 	gossip, routes, cfg string
 	dataDir             string
+	netns               string // network namespace to run in, "" for the test's own
 	p                   *proc
 	token               atomic.Value // string: this node's write and admin token
 }
@@ -51,15 +53,21 @@ type clCluster struct {
 	nodes []*clNode
 }
 
-func newCluster(t *testing.T, n int) *clCluster {
+// newCluster configures n nodes, on 127.0.0.1… with free ports, or, with
+// hosts, on hosts(i) (a network namespace's address) with fixed ports.
+func newCluster(t *testing.T, n int, hosts ...func(i int) string) *clCluster {
 	k := make([]byte, 32)
 	rand.Read(k)
 	c := &clCluster{t: t, key: base64.StdEncoding.EncodeToString(k)}
 	for i := range n {
-		host := fmt.Sprintf("127.0.0.%d", i+1)
-		nd := &clNode{name: fmt.Sprintf("c%d", i+1), host: host,
-			http: freeAddrOn(t, host), nats: freeAddrOn(t, host), gossip: freeAddrOn(t, host), routes: freeAddrOn(t, host),
-			dataDir: t.TempDir()}
+		nd := &clNode{name: fmt.Sprintf("c%d", i+1), dataDir: t.TempDir()}
+		if len(hosts) > 0 {
+			nd.host = hosts[0](i)
+			nd.http, nd.nats, nd.gossip, nd.routes = nd.host+":8080", nd.host+":4222", nd.host+":7946", nd.host+":6222"
+		} else {
+			nd.host = fmt.Sprintf("127.0.0.%d", i+1)
+			nd.http, nd.nats, nd.gossip, nd.routes = freeAddrOn(t, nd.host), freeAddrOn(t, nd.host), freeAddrOn(t, nd.host), freeAddrOn(t, nd.host)
+		}
 		c.nodes = append(c.nodes, nd)
 	}
 	for i, nd := range c.nodes {
@@ -95,7 +103,11 @@ log:
 // start runs node i and, when it has none yet, gives it a token.
 func (c *clCluster) start(i int) {
 	t, nd := c.t, c.nodes[i]
-	nd.p = start(t, "citysense-collector", "run", "-c", nd.cfg)
+	if nd.netns != "" {
+		nd.p = startExec(t, "citysense-collector", "ip", "netns", "exec", nd.netns, filepath.Join(binDir, "citysense-collector"), "run", "-c", nd.cfg)
+	} else {
+		nd.p = start(t, "citysense-collector", "run", "-c", nd.cfg)
+	}
 	waitFor(t, nd.name+" /healthz", 60*time.Second, func() (bool, error) { return httpOK(nd.base() + "/healthz") })
 	if tok, _ := nd.token.Load().(string); tok == "" {
 		out, code := runCmd(t, "citysense-collector", "token", "add", "e2e", "--admin", "--data-dir", nd.dataDir)
@@ -249,7 +261,11 @@ func (w *clWriter) run(ctx context.Context, every time.Duration) {
 var clWriteClient = &http.Client{Timeout: 15 * time.Second}
 
 // clCounts asks node i for the number and sum of v per writer+station.
-func (c *clCluster) counts(i int, from, to int64, path, token string) (map[string][2]int64, bool, error) {
+// counts asks node i (path: the public series endpoint, or the node's own
+// copy with an admin token) for the number and sum of v per
+// writer+station: from the raw points, or with rollup from daily count and
+// sum aggregates (which the store computes from its rollups).
+func (c *clCluster) counts(i int, from, to int64, path, token string, rollup ...bool) (map[string][2]int64, bool, error) {
 	var res struct {
 		Series []struct {
 			Tags   map[string]string `json:"tags"`
@@ -259,9 +275,12 @@ func (c *clCluster) counts(i int, from, to int64, path, token string) (map[strin
 	}
 	out := map[string][2]int64{}
 	partial := false
-	for k, agg := range []string{"count", "sum"} {
-		url := fmt.Sprintf("%s%s?measurement=clw&field=v&from=%d&to=%d&step=24h&agg=%s&group_by=writer,station",
-			c.nodes[i].base(), path, from/1e9, to/1e9+1, agg)
+	queries := []string{""}
+	if len(rollup) > 0 && rollup[0] {
+		queries = []string{"&step=24h&agg=count&group_by=writer,station", "&step=24h&agg=sum&group_by=writer,station"}
+	}
+	for k, q := range queries {
+		url := fmt.Sprintf("%s%s?measurement=clw&field=v&from=%d&to=%d%s", c.nodes[i].base(), path, from/1e9, to/1e9+1, q)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		err := getJSONAuth(ctx, url, token, &res)
 		cancel()
@@ -270,10 +289,18 @@ func (c *clCluster) counts(i int, from, to int64, path, token string) (map[strin
 		}
 		partial = partial || res.Partial
 		for _, s := range res.Series {
+			if s.Tags["writer"] == "probe" {
+				continue // TestCluster_NetworkPartition's probes of the minority
+			}
 			key := s.Tags["writer"] + "/" + s.Tags["station"]
 			v := out[key]
 			for _, p := range s.Points {
-				v[k] += int64(p[1])
+				if q == "" {
+					v[0]++
+					v[1] += int64(p[1])
+				} else {
+					v[k] += int64(p[1])
+				}
 			}
 			out[key] = v
 		}
@@ -334,6 +361,14 @@ func (c *clCluster) verify(live []int, ws ...*clWriter) {
 			if err == nil {
 				last = clDiff(got, want)
 				if last == "" && !partial {
+					// The daily aggregates must agree with the raw points.
+					roll, _, err := c.counts(i, from, to, "/api/v1/series", "", true)
+					if err != nil {
+						c.t.Fatalf("%s: daily count and sum: %v", c.nodes[i].name, err)
+					}
+					if d := clDiff(roll, want); d != "" {
+						c.t.Errorf("%s: the raw points are exact, but the daily count and sum differ:\n%s", c.nodes[i].name, d)
+					}
 					break
 				}
 				last = fmt.Sprintf("partial=%v:\n%s", partial, last)
@@ -355,6 +390,17 @@ func (c *clCluster) verify(live []int, ws ...*clWriter) {
 						}
 					}
 					c.t.Logf("%s's own copy: %d series, differing: %v", c.nodes[j].name, len(local), lines)
+				}
+				if st, err := c.status(i); err == nil {
+					var lag []string
+					for _, p := range st.Partitions {
+						for _, o := range p.Owners {
+							if o.Pending != 0 || !o.Serving {
+								lag = append(lag, fmt.Sprintf("p%d@%s serving=%v pending=%d", p.Partition, o.Node, o.Serving, o.Pending))
+							}
+						}
+					}
+					c.t.Logf("partition owners not serving or behind: %v", lag)
 				}
 				c.t.Fatalf("%s does not answer the %d acknowledged points exactly after 60 s: %s", c.nodes[i].name, n, last)
 			}

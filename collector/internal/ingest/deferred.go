@@ -80,6 +80,7 @@ func concat(batches []protocols.Batch) []protocols.Point {
 // settle acknowledges held messages once their points are persisted, or
 // has them redelivered when that failed. It runs on the sink's goroutine.
 func (in *Ingester) settle(msgs []jetstream.Msg, err error) {
+	defer in.held.Add(-int64(len(msgs)))
 	if err != nil {
 		in.writeErrors.Inc()
 		in.log.Warn("ingest: held batches not persisted, will be redelivered", "stream", in.cfg.Stream,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -149,6 +150,12 @@ type Ingester struct {
 	// consumerReady is closed once Run created its durable consumer.
 	consumerReady chan struct{}
 
+	// held counts the messages handed to a deferred sink and not yet
+	// settled; strandedResets counts the times messages delivered to this
+	// consumer but never received were replayed (see checkStranded).
+	held           atomic.Int64
+	strandedResets *metrics.Counter
+
 	// Used only from Run's goroutine.
 	wireDec     wire.Decoder // reused per fetch when TrustWire (see process)
 	badLineLog  logLimiter
@@ -180,21 +187,22 @@ func New(js jetstream.JetStream, w Sink, cfg Config, log *slog.Logger) (*Ingeste
 	}
 	deferred, _ := w.(DeferredSink)
 	return &Ingester{
-		js:            js,
-		w:             w,
-		deferred:      deferred,
-		cfg:           cfg,
-		log:           log.With("component", "ingest"),
-		zstd:          zd,
-		set:           set,
-		batches:       set.GetOrCreateCounter(`citysense_ingest_batches_total` + labels),
-		points:        set.GetOrCreateCounter(`citysense_ingest_points_total` + labels),
-		badLines:      set.GetOrCreateCounter(`citysense_ingest_bad_lines_total` + labels),
-		badBatches:    set.GetOrCreateCounter(`citysense_ingest_bad_batches_total` + labels),
-		writeErrors:   set.GetOrCreateCounter(`citysense_ingest_write_errors_total` + labels),
-		badLineLog:    logLimiter{every: 10 * time.Second},
-		badBatchLog:   logLimiter{every: 10 * time.Second},
-		consumerReady: make(chan struct{}),
+		js:             js,
+		w:              w,
+		deferred:       deferred,
+		cfg:            cfg,
+		log:            log.With("component", "ingest"),
+		zstd:           zd,
+		set:            set,
+		batches:        set.GetOrCreateCounter(`citysense_ingest_batches_total` + labels),
+		points:         set.GetOrCreateCounter(`citysense_ingest_points_total` + labels),
+		badLines:       set.GetOrCreateCounter(`citysense_ingest_bad_lines_total` + labels),
+		badBatches:     set.GetOrCreateCounter(`citysense_ingest_bad_batches_total` + labels),
+		writeErrors:    set.GetOrCreateCounter(`citysense_ingest_write_errors_total` + labels),
+		strandedResets: set.GetOrCreateCounter(`citysense_ingest_stranded_replays_total` + labels),
+		badLineLog:     logLimiter{every: 10 * time.Second},
+		badBatchLog:    logLimiter{every: 10 * time.Second},
+		consumerReady:  make(chan struct{}),
 	}, nil
 }
 
@@ -211,6 +219,8 @@ func (in *Ingester) ConsumerReady() <-chan struct{} { return in.consumerReady }
 //   - citysense_ingest_bad_lines_total: lines that did not decode (the rest of their batch was stored)
 //   - citysense_ingest_bad_batches_total: messages terminated because they could not be decompressed
 //   - citysense_ingest_write_errors_total: store writes that failed (their messages are redelivered)
+//   - citysense_ingest_stranded_replays_total: replays of messages the server delivered to a
+//     pull request nobody read any more (deferred sinks only; see checkStranded)
 func (in *Ingester) Metrics() *metrics.Set { return in.set }
 
 // Run consumes until ctx is done and returns nil then. It returns an error
@@ -252,7 +262,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 	in.log.Info("ingest started", "stream", in.cfg.Stream, "consumer", in.cfg.Durable, "batch", in.cfg.Batch,
 		"deferred_ack", in.deferred != nil)
 	msgs := make([]jetstream.Msg, 0, in.cfg.Batch)
+	var lastCheck time.Time
+	suspect := false
 	for {
+		if in.deferred != nil && time.Since(lastCheck) >= strandedCheckEvery {
+			lastCheck = time.Now()
+			suspect = in.checkStranded(ctx, cons, suspect)
+		}
 		msgs, err = in.fetch(ctx, cons, msgs[:0])
 		if len(msgs) > 0 {
 			// Even when ctx was cancelled meanwhile, what was fetched is
@@ -269,6 +285,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, nats.ErrConnectionClosed):
 			return fmt.Errorf("ingest: %w", err)
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			// An idle fetch expired: go round (and check for strays).
 		case err != nil:
 			in.log.Warn("ingest: fetch failed, retrying", "err", err)
 			select {
@@ -279,12 +297,64 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 }
 
+// fetchWait bounds one wait for the first message of a fetch.
+const fetchWait = 5 * time.Second
+
+// strandedCheckEvery is how often a deferred consumer compares the messages
+// the server counts as delivered and unacknowledged with those it holds.
+const strandedCheckEvery = 10 * time.Second
+
+// checkStranded replays this consumer's unacknowledged messages when the
+// server counts more of them than the ingester holds, twice in a row. Such
+// messages were delivered to a pull request nobody read any more (a
+// consumer leader changed or a fetch gave up while they were on the way);
+// with a deferred sink's AckWait of hours they would otherwise come back
+// only then, and queries would miss them until. Replaying also hands the
+// held ones over again, which is harmless: writes are idempotent. suspect
+// is the result of the previous check; the new one is returned.
+func (in *Ingester) checkStranded(ctx context.Context, cons jetstream.Consumer, suspect bool) bool {
+	// Acknowledgements sent so far must reach the server before it counts.
+	if nc := in.js.Conn(); nc != nil && !nc.IsClosed() {
+		if err := nc.FlushTimeout(2 * time.Second); err != nil {
+			return false
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		return false
+	}
+	held := in.held.Load()
+	excess := int64(info.NumAckPending) - held
+	if excess <= 0 {
+		return false
+	}
+	if !suspect {
+		return true
+	}
+	if _, err := in.js.ResetConsumer(ictx, in.cfg.Stream, in.cfg.Durable); err != nil {
+		in.log.Warn("ingest: cannot replay stranded messages", "consumer", in.cfg.Durable, "err", err)
+		return true
+	}
+	in.strandedResets.Inc()
+	in.log.Warn("ingest: messages delivered but never received; replaying from the ack floor",
+		"consumer", in.cfg.Durable, "unacknowledged", info.NumAckPending, "held", held,
+		"from_stream_seq", info.AckFloor.Stream+1)
+	return false
+}
+
 // fetch waits for one message, then takes whatever else is already waiting,
 // up to Batch. A single Fetch(Batch) would hold a lone message until the
 // batch fills or the request expires; this way a quiet stream is stored at
 // once and a busy one still commits in large transactions.
 func (in *Ingester) fetch(ctx context.Context, cons jetstream.Consumer, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
-	first, err := cons.Fetch(1, jetstream.FetchContext(ctx))
+	// The wait is bounded so that the loop comes round when the stream is
+	// idle; the server expires the request before the client gives up on
+	// it, so that no message is delivered to an abandoned request.
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	first, err := cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
 		return msgs, err
 	}
@@ -394,6 +464,7 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 		for i, d := range ok {
 			held[i] = d.msg
 		}
+		in.held.Add(int64(len(held)))
 		n, err := in.deferred.WriteDeferred(ctx, batches, func(err error) { in.settle(held, err) })
 		if err != nil {
 			in.writeErrors.Inc()
