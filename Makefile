@@ -4,7 +4,7 @@
 #   make e2e     end-to-end tests against real peers (built binaries, real brokers)
 #   make lint    gofmt, go vet, staticcheck
 #   make cross   static agent builds for the edge architectures, with SHA256SUMS
-#   make bench   Go benchmarks, then the store, MQTT and agent benches against real peers
+#   make bench   Go benchmarks, then the store, MQTT, agent and cluster benches
 #   make fuzz    every fuzz target, FUZZTIME (20s) each
 
 SHELL        := /bin/bash
@@ -76,6 +76,7 @@ bench:
 	$(GO) run ./test/bench $(BENCHFLAGS)
 	$(GO) run ./test/bench/agent $(AGENTBENCHFLAGS)
 	$(GO) run ./test/bench/mqtt $(if $(TELEGRAF),-telegraf $(TELEGRAF)) $(MQTTBENCHFLAGS)
+	$(GO) run ./test/bench/cluster $(CLUSTERBENCHFLAGS)
 
 # Every fuzz target of the repository, FUZZTIME each (go test -fuzz takes
 # one target at a time).
