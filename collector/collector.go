@@ -175,6 +175,11 @@ func (c *Collector) Run(ctx context.Context) (err error) {
 			Routes:       peerRoutes,
 			Secret:       clKey,
 			SeriesMaxAge: cfg.Cluster.SeriesRetention.D(),
+			TLS: bus.TLSConfig{
+				CertFile: cfg.Cluster.TLS.Cert,
+				KeyFile:  cfg.Cluster.TLS.Key,
+				CAFile:   cfg.Cluster.TLS.CA,
+			},
 		}
 	}
 

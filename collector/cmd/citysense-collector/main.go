@@ -162,6 +162,7 @@ CONFIGURATION
       replication: 2             # nodes storing each partition
       key_file: /etc/citysense/cluster.key  # or key: base64 (cluster keygen)
       series_retention: 24h      # CS_SERIES replay window for new owners
+      tls: {cert: ..., key: ..., ca: ...}  # routes over mutual TLS; off unset
 
 HTTP ENDPOINTS
     GET /api/v1/series?field=F[&measurement=M][&station=S][&district=D]

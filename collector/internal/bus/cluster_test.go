@@ -486,3 +486,44 @@ func TestCluster_clientsNotOnRoutePort(t *testing.T) {
 		t.Fatalf("route port not listening: %v", err)
 	}
 }
+
+// Routes with TLS: two nodes with certificates from the cluster's CA
+// connect; a node without TLS (right secret, no certificate) does not.
+func TestCluster_routeTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	tlsCfg := TLSConfig{CertFile: pki.routeCert, KeyFile: pki.routeKey, CAFile: pki.ca}
+	start := func(name string, tls bool, seeds ...string) *Bus {
+		n := &node{name: name, dir: t.TempDir(), routeHP: "127.0.0.1:0", owner: t}
+		cfg := clusterConfig(n, testSecret, seeds)
+		if tls {
+			cfg.Cluster.TLS = tlsCfg
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b, err := Start(ctx, cfg, testLog(name))
+		if err != nil {
+			t.Fatalf("Start %s: %v", name, err)
+		}
+		t.Cleanup(b.Shutdown)
+		return b
+	}
+	b1 := start("t1", true)
+	b2 := start("t2", true, b1.RouteURL())
+	plain := start("t3", false, b1.RouteURL())
+	eventually(t, 20*time.Second, "t1 and t2 connected over TLS", func() error {
+		for _, pair := range [][2]*Bus{{b1, b2}, {b2, b1}} {
+			h := health(t, pair[0])
+			if !slices.Contains(h.ConnectedRoutes, pair[1].srv.Name()) {
+				return fmt.Errorf("%s connected to %v", h.Server, h.ConnectedRoutes)
+			}
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // time for the plain node's attempts
+	if h := health(t, plain); len(h.ConnectedRoutes) != 0 {
+		t.Errorf("the node without TLS has routes to %v", h.ConnectedRoutes)
+	}
+	if h := health(t, b1); slices.Contains(h.ConnectedRoutes, "t3") {
+		t.Errorf("t1 accepted a route from the node without TLS: %v", h.ConnectedRoutes)
+	}
+}

@@ -29,6 +29,8 @@ import (
 // certificate, written as PEM files.
 type testPKI struct {
 	ca, serverCert, serverKey, clientCert, clientKey string
+	// routeCert serves and dials NATS routes: server and client auth.
+	routeCert, routeKey string
 }
 
 func newTestPKI(t *testing.T) testPKI {
@@ -60,12 +62,12 @@ func newTestPKI(t *testing.T) testPKI {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (string, string) {
+	leaf := func(serial int64, name string, usage ...x509.ExtKeyUsage) (string, string) {
 		k := key()
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
@@ -81,6 +83,7 @@ func newTestPKI(t *testing.T) testPKI {
 	p := testPKI{ca: write("ca.pem", "CERTIFICATE", caDER)}
 	p.serverCert, p.serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
 	p.clientCert, p.clientKey = leaf(3, "gw-a", x509.ExtKeyUsageClientAuth)
+	p.routeCert, p.routeKey = leaf(4, "route", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	return p
 }
 

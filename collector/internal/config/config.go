@@ -209,6 +209,17 @@ type Cluster struct {
 	// window a new partition owner replays; older history comes from a
 	// surviving owner's store.
 	SeriesRetention confx.Duration `yaml:"series_retention"`
+	// TLS encrypts the NATS routes: every node presents Cert (valid for
+	// both server and client authentication) and verifies its peers'
+	// against CA. Off when Cert is empty.
+	TLS RouteTLS `yaml:"tls"`
+}
+
+// RouteTLS is the routes' mutual TLS.
+type RouteTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
 }
 
 // ClusterKey decodes the cluster key from Key or KeyFile.
@@ -542,6 +553,15 @@ func (cl *Cluster) validate(doc *confx.Doc, c *Config) confx.Problems {
 	}
 	if cl.SeriesRetention.D() < time.Hour {
 		add("cluster.series_retention", "%v: want at least 1h", cl.SeriesRetention)
+	}
+	if t := cl.TLS; t.Cert != "" || t.Key != "" || t.CA != "" {
+		for _, f := range []struct{ key, path string }{{"cluster.tls.cert", t.Cert}, {"cluster.tls.key", t.Key}, {"cluster.tls.ca", t.CA}} {
+			if f.path == "" {
+				add(f.key, "must be set: route TLS needs cert, key and ca (peers are verified both ways)")
+			} else if _, err := os.Stat(f.path); err != nil {
+				add(f.key, "cannot read %q: %v", f.path, errors.Unwrap(err))
+			}
+		}
 	}
 	switch {
 	case cl.Key == "" && cl.KeyFile == "":

@@ -214,6 +214,15 @@ func TestLoad_problems(t *testing.T) {
 			},
 		},
 		{
+			name: "cluster route tls",
+			text: "cluster:\n  gossip: 127.0.0.2:7946\n  routes: 127.0.0.2:6222\n  key: AAECAwQFBgcICQoLDA0ODw==\n  tls:\n    cert: /nonexistent/route.pem\n",
+			want: []string{
+				`FILE:5: cluster.tls.key: must be set: route TLS needs cert, key and ca (peers are verified both ways)`,
+				`FILE:5: cluster.tls.ca: must be set: route TLS needs cert, key and ca (peers are verified both ways)`,
+				`FILE:6: cluster.tls.cert: cannot read "/nonexistent/route.pem": no such file or directory`,
+			},
+		},
+		{
 			name: "cluster without a key",
 			text: "cluster:\n  gossip: 127.0.0.2:7946\n  routes: 127.0.0.2:6222\n",
 			want: []string{"FILE:1: cluster.key: a cluster needs a shared key (or key_file): generate one with `citysense-collector cluster keygen`"},
