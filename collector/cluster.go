@@ -463,6 +463,13 @@ func (n *node) consume(ctx context.Context, op *ownedPartition, rebuild bool) {
 		}
 		return
 	}
+	if !rebuild && n.resumedPastStream(ctx, op) {
+		// Down longer than the stream keeps messages: what aged out of
+		// CS_SERIES before this consumer took it comes from another owner.
+		op.rebuilt.Store(false)
+		op.caughtUp.Store(false)
+		rebuild = true
+	}
 	if rebuild {
 		if !n.handOff(ctx, op) {
 			<-done
@@ -479,6 +486,38 @@ func (n *node) consume(ctx context.Context, op *ownedPartition, rebuild bool) {
 	if err := <-done; err != nil && ctx.Err() == nil {
 		n.log.Error("partition consumer stopped", "partition", op.p, "err", err)
 	}
+}
+
+// resumedPastStream reports whether op's consumer resumes at a message the
+// stream no longer holds: its ack floor is below the stream's first
+// message, so messages it never stored may have aged out (or its partition
+// was merely quiet; a hand-off then copies what is already here, which is
+// harmless).
+func (n *node) resumedPastStream(ctx context.Context, op *ownedPartition) bool {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := n.js.Consumer(ictx, bus.StreamSeries, op.durable)
+	if err != nil {
+		return false
+	}
+	ci, err := c.Info(ictx)
+	if err != nil {
+		return false
+	}
+	s, err := n.js.Stream(ictx, bus.StreamSeries)
+	if err != nil {
+		return false
+	}
+	si, err := s.Info(ictx)
+	if err != nil || si.State.Msgs == 0 {
+		return false
+	}
+	if ci.AckFloor.Stream+1 >= si.State.FirstSeq {
+		return false
+	}
+	n.log.Warn("partition consumer resumes past the stream's first message; rebuilding older points by hand-off",
+		"partition", op.p, "ack_floor", ci.AckFloor.Stream, "stream_first_seq", si.State.FirstSeq)
+	return true
 }
 
 // handOff copies partition p's points older than what CS_SERIES holds
