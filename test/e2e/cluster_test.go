@@ -552,28 +552,3 @@ func (c *clCluster) phase(ws []*clWriter, name string, during func(), pick func(
 	}
 	c.verify([]int{0, 1, 2}, ws...)
 }
-
-// getJSONAuth is getJSON with a bearer token when token is set.
-func getJSONAuth(ctx context.Context, url, token string, v any) error {
-	if token == "" {
-		return getJSON(ctx, url, v)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, v)
-}

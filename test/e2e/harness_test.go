@@ -143,10 +143,16 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 var client = &http.Client{Timeout: 10 * time.Second}
 
 // getJSON fetches url and decodes a 200 answer into v.
-func getJSON(ctx context.Context, url string, v any) error {
+func getJSON(ctx context.Context, url string, v any) error { return getJSONAuth(ctx, url, "", v) }
+
+// getJSONAuth is getJSON with a bearer token, when token is set.
+func getJSONAuth(ctx context.Context, url, token string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
