@@ -181,6 +181,10 @@ func measure(cfg config, log *slog.Logger, n int, bodies [][]byte, values int64)
 			return r, err
 		}
 		nd.cmd = exec.Command(cfg.collector, "run", "-c", nd.cfg)
+		if os.Getenv("CLUSTER_BENCH_PPROF") != "" {
+			// Each node's profiler on its own address, port 6060.
+			nd.cmd.Env = append(os.Environ(), "CITYSENSE_PPROF_LISTEN="+host+":6060")
+		}
 		nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
 		nd.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := nd.cmd.Start(); err != nil {
@@ -253,8 +257,9 @@ func measure(cfg config, log *slog.Logger, n int, bodies [][]byte, values int64)
 		return r, err
 	}
 	// Stored: the count of every series of one field, over all stations,
-	// equals ticks on every node asked.
-	if err := wait(5*time.Minute, func() error {
+	// equals ticks on every node asked. Polled once a second: the
+	// fanned-out count queries cost CPU too.
+	if err := waitEvery(5*time.Minute, time.Second, func() error {
 		for _, nd := range nodes {
 			var res struct {
 				Series []struct {
@@ -336,6 +341,10 @@ func get(nd *node, path string, v any) error {
 }
 
 func wait(timeout time.Duration, cond func() error) error {
+	return waitEvery(timeout, 200*time.Millisecond, cond)
+}
+
+func waitEvery(timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -345,7 +354,7 @@ func wait(timeout time.Duration, cond func() error) error {
 		if time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(every)
 	}
 }
 
