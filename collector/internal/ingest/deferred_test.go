@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,55 @@ func TestIngester_Run_deferredStore(t *testing.T) {
 	if b := in.batches.Get(); b != 1 {
 		t.Errorf("batches %d, want 1", b)
 	}
+}
+
+// A message delivered to a pull request nobody reads (here one made by
+// hand to an inbox without a subscriber, queued before the Ingester's own)
+// stays unacknowledged until AckWait, an hour here: the Ingester notices
+// that the server counts one more unacknowledged message than it holds
+// and replays, so the message reaches the sink within seconds.
+func TestIngester_Run_deferredReplaysStranded(t *testing.T) {
+	h := newHarness(t)
+	cfg := Config{AckWait: time.Hour, StrandedCheck: 100 * time.Millisecond, Durable: "stranded"}
+	// Create the consumer, then stop: the next run starts with nothing
+	// unacknowledged, so its start-up replay does not apply.
+	first, stop := h.runStoppable(t, &holdingSink{}, cfg)
+	<-first.ConsumerReady()
+	stop()
+
+	if _, err := h.bus.JetStream().Consumer(context.Background(), bus.StreamRaw, "stranded"); err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	nc := h.bus.Conn()
+	// The server drops pull requests whose inbox has no subscriber, so the
+	// abandoned reader subscribes and then never acknowledges.
+	lost, err := nc.SubscribeSync("_INBOX.abandoned-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lost.Unsubscribe()
+	req := []byte(`{"batch":1,"expires":60000000000}`)
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+bus.StreamRaw+".stranded", "_INBOX.abandoned-reader", req); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sink := &holdingSink{}
+	in, _ := h.runStoppable(t, sink, cfg)
+	<-in.ConsumerReady()
+	time.Sleep(200 * time.Millisecond) // the Ingester's own pull request is queued
+	h.publish(t, "gw-1-1", "", []byte("air,station=s1 pm25=1 1735689600000000000\n"))
+	h.publish(t, "gw-1-2", "", []byte("air,station=s1 pm25=2 1735689660000000000\nair,station=s2 pm25=3 1735689660000000000\n"))
+	// The first message went to the abandoned reader; the Ingester got
+	// the second (2 points). After the replay it has the first too.
+	if m, err := lost.NextMsg(5 * time.Second); err != nil || !strings.Contains(string(m.Data), "pm25=1 ") {
+		t.Fatalf("the abandoned reader did not get the first message: %v", err)
+	}
+	waitFor(t, "the stranded message replayed", func() bool { p, _ := sink.held(); return p >= 3 })
+	if r := in.strandedResets.Get(); r < 1 {
+		t.Errorf("stranded replays = %d, want at least 1", r)
+	}
+	sink.release(nil)
+	waitFor(t, "CS_RAW to empty", func() bool { return h.rawMsgs(t) == 0 })
 }

@@ -100,6 +100,9 @@ type Config struct {
 	// one that restarts continues its counters.
 	Metrics *metrics.Set
 	Label   string
+	// StrandedCheck is how often a deferred consumer looks for messages
+	// delivered but never received (see checkStranded); zero means 10s.
+	StrandedCheck time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -108,6 +111,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 100
+	}
+	if c.StrandedCheck <= 0 {
+		c.StrandedCheck = 10 * time.Second
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
@@ -263,11 +269,11 @@ func (in *Ingester) Run(ctx context.Context) error {
 		"deferred_ack", in.deferred != nil)
 	msgs := make([]jetstream.Msg, 0, in.cfg.Batch)
 	var lastCheck time.Time
-	suspect := false
+	var excess int64
 	for {
-		if in.deferred != nil && time.Since(lastCheck) >= strandedCheckEvery {
+		if in.deferred != nil && time.Since(lastCheck) >= in.cfg.StrandedCheck {
 			lastCheck = time.Now()
-			suspect = in.checkStranded(ctx, cons, suspect)
+			excess = in.checkStranded(ctx, cons, excess)
 		}
 		msgs, err = in.fetch(ctx, cons, msgs[:0])
 		if len(msgs) > 0 {
@@ -300,48 +306,47 @@ func (in *Ingester) Run(ctx context.Context) error {
 // fetchWait bounds one wait for the first message of a fetch.
 const fetchWait = 5 * time.Second
 
-// strandedCheckEvery is how often a deferred consumer compares the messages
-// the server counts as delivered and unacknowledged with those it holds.
-const strandedCheckEvery = 10 * time.Second
-
 // checkStranded replays this consumer's unacknowledged messages when the
-// server counts more of them than the ingester holds, twice in a row. Such
-// messages were delivered to a pull request nobody read any more (a
-// consumer leader changed or a fetch gave up while they were on the way);
-// with a deferred sink's AckWait of hours they would otherwise come back
-// only then, and queries would miss them until. Replaying also hands the
-// held ones over again, which is harmless: writes are idempotent. suspect
-// is the result of the previous check; the new one is returned.
-func (in *Ingester) checkStranded(ctx context.Context, cons jetstream.Consumer, suspect bool) bool {
+// server counts more of them than the ingester holds, by the same number in
+// two checks in a row. Such messages were delivered to a pull request
+// nobody read any more (a consumer leader changed or a fetch gave up while
+// they were on the way); with a deferred sink's AckWait of hours they would
+// otherwise come back only then, and queries would miss them until.
+// Replaying also hands the held ones over again, which is harmless (writes
+// are idempotent) but costs a second write of everything held, so a
+// difference that moves (acknowledgements still on their way under load)
+// does not trigger it. prev is the previous check's difference; the new one
+// is returned.
+func (in *Ingester) checkStranded(ctx context.Context, cons jetstream.Consumer, prev int64) int64 {
 	// Acknowledgements sent so far must reach the server before it counts.
 	if nc := in.js.Conn(); nc != nil && !nc.IsClosed() {
 		if err := nc.FlushTimeout(2 * time.Second); err != nil {
-			return false
+			return 0
 		}
 	}
 	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	info, err := cons.Info(ictx)
 	if err != nil {
-		return false
+		return 0
 	}
 	held := in.held.Load()
 	excess := int64(info.NumAckPending) - held
 	if excess <= 0 {
-		return false
+		return 0
 	}
-	if !suspect {
-		return true
+	if excess != prev {
+		return excess
 	}
 	if _, err := in.js.ResetConsumer(ictx, in.cfg.Stream, in.cfg.Durable); err != nil {
 		in.log.Warn("ingest: cannot replay stranded messages", "consumer", in.cfg.Durable, "err", err)
-		return true
+		return excess
 	}
 	in.strandedResets.Inc()
 	in.log.Warn("ingest: messages delivered but never received; replaying from the ack floor",
 		"consumer", in.cfg.Durable, "unacknowledged", info.NumAckPending, "held", held,
 		"from_stream_seq", info.AckFloor.Stream+1)
-	return false
+	return 0
 }
 
 // fetch waits for one message, then takes whatever else is already waiting,
