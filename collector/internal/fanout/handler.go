@@ -404,27 +404,23 @@ func (h *handler) latest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) stations(w http.ResponseWriter, r *http.Request) {
-	sts, err := h.o.Local.Stations()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	fw := begin(w)
-	for i := 0; err == nil && i < len(sts); i++ {
-		err = fw.station(sts[i])
-	}
-	h.finish(fw, r, err)
+	serveList(h, w, r, h.o.Local.Stations, (*frameWriter).station)
 }
 
 func (h *handler) groups(w http.ResponseWriter, r *http.Request) {
-	gs, err := h.o.Local.Groups()
+	serveList(h, w, r, h.o.Local.Groups, (*frameWriter).group)
+}
+
+// serveList answers with one frame per item of the local list.
+func serveList[T any](h *handler, w http.ResponseWriter, r *http.Request, list func() ([]T, error), frame func(*frameWriter, T) error) {
+	items, err := list()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	fw := begin(w)
-	for i := 0; err == nil && i < len(gs); i++ {
-		err = fw.group(gs[i])
+	for i := 0; err == nil && i < len(items); i++ {
+		err = frame(fw, items[i])
 	}
 	h.finish(fw, r, err)
 }

@@ -794,22 +794,28 @@ func fromMembers[T any](s *Source, what string, local func() ([]T, error), remot
 	return out, nil
 }
 
+// remoteList asks a node for a list whose items come one per frame of
+// type typ.
+func remoteList[T any](s *Source, path string, typ byte, decode func([]byte) (T, error)) func(ctx context.Context, n Node) ([]T, error) {
+	return func(ctx context.Context, n Node) ([]T, error) {
+		var out []T
+		err := s.call(ctx, n, http.MethodGet, path, nil, func(t byte, p []byte) error {
+			if t != typ {
+				return fmt.Errorf("unexpected frame %q", t)
+			}
+			x, err := decode(p)
+			out = append(out, x)
+			return err
+		})
+		return out, err
+	}
+}
+
 // Stations merges every live node's stations by id: the union of their
 // measurements, the newest last-seen time, and district and position as
 // the node that saw the station last (with one) has them. Sorted by id.
 func (s *Source) Stations() ([]store.Station, error) {
-	lists, err := fromMembers(s, "station list", s.o.Local.Stations, func(ctx context.Context, n Node) ([]store.Station, error) {
-		var out []store.Station
-		err := s.call(ctx, n, http.MethodGet, "stations", nil, func(typ byte, p []byte) error {
-			if typ != frameStation {
-				return fmt.Errorf("unexpected frame %q", typ)
-			}
-			st, err := decodeStation(p)
-			out = append(out, st)
-			return err
-		})
-		return out, err
-	})
+	lists, err := fromMembers(s, "station list", s.o.Local.Stations, remoteList(s, "stations", frameStation, decodeStation))
 	if err != nil {
 		return nil, err
 	}
@@ -849,18 +855,7 @@ func (s *Source) Stations() ([]store.Station, error) {
 // Groups is the sorted union of every live node's measurement+field
 // groups.
 func (s *Source) Groups() ([]store.Group, error) {
-	lists, err := fromMembers(s, "group list", s.o.Local.Groups, func(ctx context.Context, n Node) ([]store.Group, error) {
-		var out []store.Group
-		err := s.call(ctx, n, http.MethodGet, "groups", nil, func(typ byte, p []byte) error {
-			if typ != frameGroup {
-				return fmt.Errorf("unexpected frame %q", typ)
-			}
-			g, err := decodeGroup(p)
-			out = append(out, g)
-			return err
-		})
-		return out, err
-	})
+	lists, err := fromMembers(s, "group list", s.o.Local.Groups, remoteList(s, "groups", frameGroup, decodeGroup))
 	if err != nil {
 		return nil, err
 	}
