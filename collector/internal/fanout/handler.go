@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -351,56 +352,55 @@ func (h *handler) readRefs(w http.ResponseWriter, req *readRequest) ([]store.Ser
 }
 
 func (h *handler) raw(w http.ResponseWriter, r *http.Request) {
-	var req readRequest
-	if !h.decode(w, r, &req) {
-		return
-	}
-	refs, pos, ok := h.readRefs(w, &req)
-	if !ok {
-		return
-	}
-	fw := begin(w)
-	err := h.o.Local.ReadRaw(r.Context(), refs, req.From, req.To, func(i int, smp []store.Sample) error {
-		return fw.samples(pos[i], smp)
+	h.serveRead(w, r, nil, func(ctx context.Context, req *readRequest, refs []store.SeriesRef, pos []int, fw *frameWriter) error {
+		return h.o.Local.ReadRaw(ctx, refs, req.From, req.To, func(i int, smp []store.Sample) error {
+			return fw.samples(pos[i], smp)
+		})
 	})
-	h.finish(fw, r, err)
 }
 
 func (h *handler) rollups(w http.ResponseWriter, r *http.Request) {
-	var req readRequest
-	if !h.decode(w, r, &req) {
-		return
+	check := func(req *readRequest) error {
+		if res := time.Duration(req.Res); res != time.Minute && res != time.Hour {
+			return fmt.Errorf("res %d: want 60000000000 (1m) or 3600000000000 (1h)", req.Res)
+		}
+		return nil
 	}
-	res := time.Duration(req.Res)
-	if res != time.Minute && res != time.Hour {
-		http.Error(w, fmt.Sprintf("res %d: want 60000000000 (1m) or 3600000000000 (1h)", req.Res), http.StatusBadRequest)
-		return
-	}
-	refs, pos, ok := h.readRefs(w, &req)
-	if !ok {
-		return
-	}
-	fw := begin(w)
-	err := h.o.Local.ReadRollups(r.Context(), refs, res, req.From, req.To, func(i int, bs []store.Bucket) error {
-		return fw.buckets(pos[i], bs)
+	h.serveRead(w, r, check, func(ctx context.Context, req *readRequest, refs []store.SeriesRef, pos []int, fw *frameWriter) error {
+		return h.o.Local.ReadRollups(ctx, refs, time.Duration(req.Res), req.From, req.To, func(i int, bs []store.Bucket) error {
+			return fw.buckets(pos[i], bs)
+		})
 	})
-	h.finish(fw, r, err)
 }
 
 func (h *handler) latest(w http.ResponseWriter, r *http.Request) {
+	h.serveRead(w, r, nil, func(ctx context.Context, req *readRequest, refs []store.SeriesRef, pos []int, fw *frameWriter) error {
+		return h.o.Local.Latest(ctx, refs, req.From, req.To, func(i int, s store.Sample) error {
+			return fw.latest(pos[i], s)
+		})
+	})
+}
+
+// serveRead decodes a read request, checks it (check may be nil; its error
+// is a 400), resolves its series and streams what read writes.
+func (h *handler) serveRead(w http.ResponseWriter, r *http.Request, check func(*readRequest) error,
+	read func(ctx context.Context, req *readRequest, refs []store.SeriesRef, pos []int, fw *frameWriter) error) {
 	var req readRequest
 	if !h.decode(w, r, &req) {
 		return
+	}
+	if check != nil {
+		if err := check(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 	}
 	refs, pos, ok := h.readRefs(w, &req)
 	if !ok {
 		return
 	}
 	fw := begin(w)
-	err := h.o.Local.Latest(r.Context(), refs, req.From, req.To, func(i int, s store.Sample) error {
-		return fw.latest(pos[i], s)
-	})
-	h.finish(fw, r, err)
+	h.finish(fw, r, read(r.Context(), &req, refs, pos, fw))
 }
 
 func (h *handler) stations(w http.ResponseWriter, r *http.Request) {

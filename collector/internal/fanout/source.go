@@ -650,6 +650,33 @@ func readRuns[T any](s *Source, ctx context.Context, refs []store.SeriesRef, rr 
 		}
 		return nil
 	}
+	return s.readEach(ctx, rp, rr.path, rr.frame, from, to, res,
+		func(ctx context.Context, lrefs []store.SeriesRef, pos []int) error {
+			return rr.local(ctx, lrefs, func(k int, xs []T) error { return deliver(pos[k], xs) })
+		},
+		func() func(p []byte, idx []int) error {
+			var buf []T // per call: the nodes are read concurrently
+			return func(p []byte, idx []int) error {
+				k, xs, err := rr.decode(p, buf)
+				buf = xs
+				if err != nil {
+					return err
+				}
+				if k >= len(idx) {
+					return fmt.Errorf("series %d of %d", k, len(idx))
+				}
+				return deliver(idx[k], xs)
+			}
+		})
+}
+
+// readEach reads rp's series from each partition's chosen node: the node
+// itself through local (with the local refs and the positions of their
+// series), others by a POST to path whose frames of type frame go, with the
+// request's series indexes, to a handler that remote makes per call.
+func (s *Source) readEach(ctx context.Context, rp *readPlan, path string, frame byte, from, to int64, res time.Duration,
+	local func(ctx context.Context, lrefs []store.SeriesRef, pos []int) error,
+	remote func() func(p []byte, idx []int) error) error {
 	self := s.o.View.Self()
 	return s.fanOut(ctx, rp.parts, func(ctx context.Context, n Node, parts []int) error {
 		idx := rp.indexes(parts)
@@ -657,24 +684,16 @@ func readRuns[T any](s *Source, ctx context.Context, refs []store.SeriesRef, rr 
 			s.local.Inc()
 			lrefs, pos, err := s.localRefs(rp, idx)
 			if err == nil {
-				err = rr.local(ctx, lrefs, func(k int, xs []T) error { return deliver(pos[k], xs) })
+				err = local(ctx, lrefs, pos)
 			}
 			return s.localErr(ctx, err)
 		}
-		var buf []T
-		return s.call(ctx, n, http.MethodPost, rr.path, rp.request(parts, idx, from, to, res), func(typ byte, p []byte) error {
-			if typ != rr.frame {
+		handle := remote()
+		return s.call(ctx, n, http.MethodPost, path, rp.request(parts, idx, from, to, res), func(typ byte, p []byte) error {
+			if typ != frame {
 				return fmt.Errorf("unexpected frame %q", typ)
 			}
-			k, xs, err := rr.decode(p, buf)
-			buf = xs
-			if err != nil {
-				return err
-			}
-			if k >= len(idx) {
-				return fmt.Errorf("series %d of %d", k, len(idx))
-			}
-			return deliver(idx[k], xs)
+			return handle(p, idx)
 		})
 	})
 }
@@ -699,31 +718,22 @@ func (s *Source) Latest(ctx context.Context, refs []store.SeriesRef, from, at in
 		}
 		return nil
 	}
-	self := s.o.View.Self()
-	return s.fanOut(ctx, rp.parts, func(ctx context.Context, n Node, parts []int) error {
-		idx := rp.indexes(parts)
-		if n.Name == self {
-			s.local.Inc()
-			lrefs, pos, err := s.localRefs(rp, idx)
-			if err == nil {
-				err = s.o.Local.Latest(ctx, lrefs, from, at, func(k int, smp store.Sample) error { return deliver(pos[k], smp) })
+	return s.readEach(ctx, rp, "latest", frameLatest, from, at, 0,
+		func(ctx context.Context, lrefs []store.SeriesRef, pos []int) error {
+			return s.o.Local.Latest(ctx, lrefs, from, at, func(k int, smp store.Sample) error { return deliver(pos[k], smp) })
+		},
+		func() func(p []byte, idx []int) error {
+			return func(p []byte, idx []int) error {
+				k, smp, err := decodeLatest(p)
+				if err != nil {
+					return err
+				}
+				if k >= len(idx) {
+					return fmt.Errorf("series %d of %d", k, len(idx))
+				}
+				return deliver(idx[k], smp)
 			}
-			return s.localErr(ctx, err)
-		}
-		return s.call(ctx, n, http.MethodPost, "latest", rp.request(parts, idx, from, at, 0), func(typ byte, p []byte) error {
-			if typ != frameLatest {
-				return fmt.Errorf("unexpected frame %q", typ)
-			}
-			k, smp, err := decodeLatest(p)
-			if err != nil {
-				return err
-			}
-			if k >= len(idx) {
-				return fmt.Errorf("series %d of %d", k, len(idx))
-			}
-			return deliver(idx[k], smp)
 		})
-	})
 }
 
 // RawHorizon is the node's own: every node runs the same retention.
