@@ -239,6 +239,7 @@ type Buffer struct {
 	changed   chan struct{} // closed and replaced on every change
 	refusedAt time.Time     // last time an Append was refused or waited for room
 	closed    bool
+	live      map[string]bool // outputs delivering now (SetLive)
 }
 
 // Open opens the buffer in dataDir, creating it if needed, and recovers

@@ -50,6 +50,19 @@ func (b *Buffer) commitLoop() {
 		last    time.Time
 		stopped bool
 	)
+	// Sealed segments whose leftovers were not merged when they were
+	// sealed (the agent stopped first) are merged now.
+	b.mu.Lock()
+	var sealed []*segment
+	for _, s := range b.segs {
+		if s.sealed.Load() && len(s.open) > 1 {
+			sealed = append(sealed, s)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range sealed {
+		b.mergeOpen(s, true)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	add := func(r *request) {
@@ -138,7 +151,7 @@ func (b *Buffer) commit(group []*request) {
 	if policy == DropOldest {
 		b.dropOldest(est)
 	}
-	s, err := b.activeSegment(est)
+	s, sealed, err := b.activeSegment(est)
 	if err != nil {
 		answer(fmt.Errorf("append to buffer %q: %w", b.segDir, err))
 		return
@@ -147,6 +160,7 @@ func (b *Buffer) commit(group []*request) {
 	b.mu.Lock()
 	first := b.nextSeq
 	outputs := b.outputs
+	claimed := b.anyLiveLocked()
 	b.mu.Unlock()
 	n := uint64(len(batches))
 	if first+n > b.reserved {
@@ -172,6 +186,7 @@ func (b *Buffer) commit(group []*request) {
 				codec: b.opts.Codec, format: Columnar, crc: crc32.Checksum(nb.body, castagnoli),
 				points: nb.points, bodyLen: len(nb.body),
 				appended: now, minTime: nb.minTime, maxTime: nb.maxTime,
+				claimed: claimed,
 			}
 			k := u64(first + uint64(i))
 			if err := index.Put(k, headers[i].marshal()); err != nil {
@@ -206,8 +221,9 @@ func (b *Buffer) commit(group []*request) {
 	b.nextSeq = first + n
 	s.last = first + n - 1
 	s.size = size
-	for _, h := range headers {
+	for i, h := range headers {
 		s.addPresent(h)
+		s.addOpen(first+uint64(i), h)
 		for _, o := range outputs {
 			s.pending[o] += int64(h.points)
 			s.pendingB[o]++
@@ -225,6 +241,10 @@ func (b *Buffer) commit(group []*request) {
 	b.m.bodyBytes.Add(bytes)
 	b.m.flashBytes.Add(int(written))
 	answer(nil)
+	if sealed != nil {
+		b.mergeOpen(sealed, true)
+	}
+	b.mergeOpen(s, false)
 }
 
 // buildBatches cuts the requests' points into batches of at most
@@ -408,8 +428,9 @@ func (b *Buffer) dropOldest(est int64) {
 }
 
 // activeSegment returns the segment to write est bytes to, sealing the
-// current one and starting the next when it is full or unusable.
-func (b *Buffer) activeSegment(est int64) (*segment, error) {
+// current one and starting the next when it is full or unusable; sealed is
+// the segment it sealed, if any.
+func (b *Buffer) activeSegment(est int64) (_, sealed *segment, _ error) {
 	b.mu.Lock()
 	var s *segment
 	if len(b.segs) > 0 {
@@ -419,11 +440,11 @@ func (b *Buffer) activeSegment(est int64) (*segment, error) {
 	next := b.nextSeq
 	b.mu.Unlock()
 	if s != nil && !s.sealed.Load() && !full {
-		return s, nil
+		return s, nil, nil
 	}
 	ns, err := createSegment(b.segDir, next)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b.openCount.Add(1)
 	b.mu.Lock()
@@ -439,9 +460,10 @@ func (b *Buffer) activeSegment(est int64) (*segment, error) {
 	b.mu.Unlock()
 	if empty {
 		b.removeSegment(s, nil) // everything in it was delivered
+		s = nil
 	}
 	b.trimOpen()
-	return ns, nil
+	return ns, s, nil
 }
 
 // ageLoop drops batches older than MaxAge, by the time they were buffered.
@@ -534,7 +556,13 @@ func (b *Buffer) forget(s *segment, deleted []deletedBatch) int {
 		return 0
 	}
 	points := 0
+	seqs := make([]uint64, len(deleted))
+	for i, d := range deleted {
+		seqs[i] = d.seq
+	}
+	slices.Sort(seqs)
 	b.mu.Lock()
+	s.dropOpen(seqs)
 	for _, d := range deleted {
 		s.removePresent(d.h)
 		for o := range s.pending {

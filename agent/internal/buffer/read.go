@@ -30,10 +30,35 @@ type Batch struct {
 // first. An empty output id reads every batch kept. A batch whose body
 // fails its checksum is moved to the quarantine and skipped; a segment
 // that fails to read is moved aside whole. Neither is an error of Read.
+//
+// The batches returned are claimed (merge.go): from now on they keep their
+// number and content until acknowledged.
 func (b *Buffer) Read(output string, from, to uint64, maxBatches, maxBytes int) ([]Batch, error) {
 	if maxBatches <= 0 || from >= to {
 		return nil, nil
 	}
+	for range 100 {
+		out, unclaimed, err := b.read(output, from, to, maxBatches, maxBytes)
+		if err != nil || len(unclaimed) == 0 || output == "" || b.readOnly {
+			return out, err
+		}
+		err = b.claim(unclaimed)
+		if !errors.Is(err, errReplaced) {
+			if err != nil {
+				return nil, fmt.Errorf("read buffer %q: %w", b.segDir, err)
+			}
+			return out, nil
+		}
+		// A merge replaced a batch between reading and claiming it: what
+		// was read may be half of it. Read again; the merged batch is
+		// there now.
+	}
+	return nil, fmt.Errorf("read buffer %q: batches kept being merged while read", b.segDir)
+}
+
+// read is one attempt of Read; it also returns the batches that are not
+// claimed yet.
+func (b *Buffer) read(output string, from, to uint64, maxBatches, maxBytes int) ([]Batch, []claimRef, error) {
 	type view struct {
 		s     *segment
 		acked *rangeSet
@@ -53,6 +78,7 @@ func (b *Buffer) Read(output string, from, to uint64, maxBatches, maxBytes int) 
 	b.mu.Unlock()
 
 	var out []Batch
+	var unclaimed []claimRef
 	size := 0
 	for _, v := range views {
 		if len(out) >= maxBatches || (size >= maxBytes && len(out) > 0) {
@@ -82,6 +108,9 @@ func (b *Buffer) Read(output string, from, to uint64, maxBatches, maxBytes int) 
 					k, val = c.Next()
 					continue
 				}
+				if !h.claimed {
+					unclaimed = append(unclaimed, claimRef{v.s, seq, h.crc})
+				}
 				out = append(out, Batch{
 					Seq: seq, Points: h.points, Codec: h.codec, Format: h.format,
 					Body:     body,
@@ -95,14 +124,14 @@ func (b *Buffer) Read(output string, from, to uint64, maxBatches, maxBytes int) 
 		switch {
 		case errors.Is(err, errSegmentGone):
 		case err != nil && b.readOnly:
-			return out, err
+			return out, unclaimed, err
 		case err != nil:
 			b.segmentFailed(v.s, err)
 		case len(bad) > 0 && !b.readOnly:
 			b.quarantineBatches(v.s, bad)
 		}
 	}
-	return out, nil
+	return out, unclaimed, nil
 }
 
 // quarantineBatches moves batches that fail their checksum to the

@@ -88,10 +88,18 @@ type header struct {
 	appended int64 // unix ns
 	minTime  int64 // oldest point, unix ns
 	maxTime  int64 // newest point
+	// claimed: the batch may have been handed to an output, so it may
+	// have reached a destination under its number and must keep it; only
+	// unclaimed batches are merged (merge.go). Entries written before the
+	// flag existed count as claimed.
+	claimed bool
 }
 
+// Flags byte after the index entry's numbers.
+const flagClaimed = 1
+
 func (h *header) marshal() []byte {
-	b := make([]byte, 5, 5+6*binary.MaxVarintLen64)
+	b := make([]byte, 5, 6+6*binary.MaxVarintLen64)
 	b[0] = byte(h.codec) | byte(h.format)<<4
 	binary.BigEndian.PutUint32(b[1:5], h.crc)
 	b = binary.AppendUvarint(b, uint64(h.points))
@@ -99,7 +107,11 @@ func (h *header) marshal() []byte {
 	b = binary.AppendVarint(b, h.appended)
 	b = binary.AppendVarint(b, h.minTime)
 	b = binary.AppendVarint(b, h.maxTime)
-	return b
+	var flags byte
+	if h.claimed {
+		flags |= flagClaimed
+	}
+	return append(b, flags)
 }
 
 func parseHeader(b []byte) (header, error) {
@@ -129,6 +141,7 @@ func parseHeader(b []byte) (header, error) {
 	}
 	h.points, h.bodyLen = int(vals[0]), int(vals[1])
 	h.appended, h.minTime, h.maxTime = int64(vals[2]), int64(vals[3]), int64(vals[4])
+	h.claimed = len(b) == 0 || b[0]&flagClaimed != 0
 	return h, nil
 }
 
@@ -155,6 +168,7 @@ type segment struct {
 	acked    map[string]*rangeSet
 	pending  map[string]int64 // points not yet acknowledged, per current output
 	pendingB map[string]int64 // batches, likewise
+	open     []openBatch      // unclaimed columnar batches, in order: what merge.go may merge
 
 	sealed  atomic.Bool
 	lastUse atomic.Int64
@@ -352,6 +366,7 @@ func loadSegment(path string, first uint64, readOnly bool) (_ *segment, err erro
 				return fmt.Errorf("%w: batch %d: body missing", ErrCorrupt, seq)
 			}
 			s.addPresent(h)
+			s.addOpen(seq, h)
 		}
 		return nil
 	})

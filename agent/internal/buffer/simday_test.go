@@ -38,9 +38,10 @@ func simDay(stations, ticks, chunk int, fn func([]protocols.Point) error) (point
 // ticks, 2.0 M readings) and reports the bytes the segment files hold per
 // reading. "batch_5000" appends 5,000 readings at a time, so every batch is
 // full (buffer.batch_points); "tick" appends one tick at a time as a live
-// sim input does, each commit (one fsync) making a batch of one tick (233
-// readings): that one stores the first 1,000 ticks only, a day's 8,640
-// fsyncs take minutes.
+// sim input does while its outputs are down, each commit (one fsync)
+// making a batch of one tick (233 readings) that the committer merges into
+// full batches (merge.go): that one stores the first 12 hours (4,320
+// ticks, about 45 s of fsyncs).
 func BenchmarkBuffer_SimDay(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
@@ -48,7 +49,7 @@ func BenchmarkBuffer_SimDay(b *testing.B) {
 		ticks int
 	}{
 		{"batch_5000", DefaultBatchPoints, 8640},
-		{"tick", 233, 1000},
+		{"tick", 233, 4320},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var points int

@@ -125,6 +125,9 @@ type bufferMetrics struct {
 	quarantined        *metrics.Counter
 	batchesQuarantined *metrics.Counter
 	segmentsDropped    *metrics.Counter
+	merges             *metrics.Counter
+	mergedBatches      *metrics.Counter
+	claims             *metrics.Counter
 }
 
 func newBufferMetrics(b *Buffer, set *metrics.Set) *bufferMetrics {
@@ -139,6 +142,9 @@ func newBufferMetrics(b *Buffer, set *metrics.Set) *bufferMetrics {
 		quarantined:        set.GetOrCreateCounter("citysense_agent_buffer_segments_quarantined_total"),
 		batchesQuarantined: set.GetOrCreateCounter("citysense_agent_buffer_batches_quarantined_total"),
 		segmentsDropped:    set.GetOrCreateCounter("citysense_agent_buffer_segments_dropped_total"),
+		merges:             set.GetOrCreateCounter("citysense_agent_buffer_merges_total"),
+		mergedBatches:      set.GetOrCreateCounter("citysense_agent_buffer_merged_batches_total"),
+		claims:             set.GetOrCreateCounter("citysense_agent_buffer_claims_total"),
 	}
 	for _, reason := range []string{"max_bytes", "max_age", "buffer_full", "corrupt"} {
 		m.dropped(reason)

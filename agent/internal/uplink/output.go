@@ -33,6 +33,9 @@ type Source interface {
 	Changed() <-chan struct{}
 	// Quarantine keeps a batch the destination refused for good.
 	Quarantine(output string, b buffer.Batch, reason string)
+	// SetLive says whether the output is delivering: while none is, the
+	// buffer merges its small batches into full ones.
+	SetLive(output string, live bool)
 }
 
 // Types of output.
@@ -290,7 +293,9 @@ func (o *Output) Run(ctx context.Context, src Source) error {
 		failures  int       // consecutive failed rounds, for the backoff
 		failing   bool      // a delivery failed: send nothing until the backoff ends
 		notBefore time.Time // the destination asked for a pause until then
+		live      bool      // the last delivery worked (Source.SetLive)
 	)
+	defer src.SetLive(o.cfg.ID, false)
 	var limiter *rate.Limiter
 	if o.cfg.BackfillRate > 0 {
 		limiter = rate.NewLimiter(rate.Limit(o.cfg.BackfillRate), max(1, int(o.cfg.BackfillRate)))
@@ -391,6 +396,10 @@ func (o *Output) Run(ctx context.Context, src Source) error {
 		id := MsgID(o.cfg.AgentID, f.b.Seq)
 		switch {
 		case r.err == nil:
+			if !live {
+				live = true
+				src.SetLive(o.cfg.ID, true)
+			}
 			o.m.batches.Inc()
 			o.m.points.Add(f.b.Points)
 			if f.backlog {
@@ -417,6 +426,10 @@ func (o *Output) Run(ctx context.Context, src Source) error {
 			o.log.Error("batch refused for good; kept in quarantine", "batch", id, "points", f.b.Points, "err", r.err)
 		default:
 			o.m.errors.Inc()
+			if live {
+				live = false
+				src.SetLive(o.cfg.ID, false)
+			}
 			if !failing {
 				failing = true
 				failures++
@@ -436,6 +449,12 @@ func (o *Output) Run(ctx context.Context, src Source) error {
 
 	for ctx.Err() == nil {
 		changed := src.Changed()
+		if live && !o.snd.connected() {
+			// Gone without a failed delivery (an idle link dropped): what
+			// is committed from now on waits, so let it be merged.
+			live = false
+			src.SetLive(o.cfg.ID, false)
+		}
 		if !failing {
 			fill()
 		}
