@@ -189,6 +189,7 @@ type Decoder struct {
 	tags   []protocols.Tag
 	fields []protocols.Field
 	names  map[string]string
+	strs   []string // the string table's memory, reused by each message
 }
 
 // maxNames bounds a Decoder's interned strings; when full it starts over,
@@ -227,7 +228,10 @@ func (dc *Decoder) decode(b []byte, opts Options, intern bool) ([]protocols.Poin
 	if intern && (dc.names == nil || len(dc.names) >= maxNames) {
 		dc.names = make(map[string]string, 256)
 	}
-	d := decoder{b: b, off: len(Magic), names: dc.names}
+	d := decoder{b: b, off: len(Magic), names: dc.names, strs: dc.strs[:0]}
+	if intern {
+		defer func() { dc.strs = d.strs }()
+	}
 	np, nt, nf := d.uvarint(), d.uvarint(), d.uvarint()
 	// Each point takes at least 4 bytes, each tag 2 and each field 3:
 	// counts beyond what the bytes can hold are lies.
