@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -241,17 +240,22 @@ type writeScratch struct {
 	used    int // the most points pending held during the request
 }
 
-var scratchPool sync.Pool // *writeScratch
+// scratches keeps one scratch per concurrent write. Not a sync.Pool: a
+// pool is emptied by every other garbage collection, and each refill
+// allocated the slabs again.
+var scratches = make(chan *writeScratch, maxConcurrentWrites)
 
 // maxKeptBody bounds the body buffer a scratch keeps for the next request:
 // one 32 MiB body must not pin 32 MiB for good.
 const maxKeptBody = 4 << 20
 
 func getScratch() *writeScratch {
-	if sc, ok := scratchPool.Get().(*writeScratch); ok {
+	select {
+	case sc := <-scratches:
 		return sc
+	default:
+		return &writeScratch{}
 	}
-	return &writeScratch{}
 }
 
 // putScratch returns sc once nothing of the request refers to its memory.
@@ -262,7 +266,10 @@ func putScratch(sc *writeScratch) {
 	sc.body.Reset()
 	clear(sc.pending[:sc.used]) // stale points would keep string values alive
 	sc.pending, sc.used = sc.pending[:0], 0
-	scratchPool.Put(sc)
+	select {
+	case scratches <- sc:
+	default:
+	}
 }
 
 // readBody reads the whole body into buf, decompressing gzip, and enforces
