@@ -58,3 +58,18 @@ func BenchmarkDecode_oneLine(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "points/s")
 }
+
+// BenchmarkDecoder is BenchmarkDecode with a Decoder kept across batches,
+// the way the write API decodes one body after another.
+func BenchmarkDecoder(b *testing.B) {
+	data, _ := AppendLines(nil, benchPoints(), Nanosecond)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	var d Decoder
+	for b.Loop() {
+		_ = d.Decode(data, DecodeOptions{}, func(Point) error { n++; return nil })
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "points/s")
+}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,12 +46,16 @@ func DeferredPoints(w DeferredWriter) DeferredSink { return deferredPoints{w} }
 type deferredPoints struct{ w DeferredWriter }
 
 func (d deferredPoints) WriteDeferred(_ context.Context, batches []protocols.Batch, done func(error)) (int, error) {
-	return d.w.Append(concat(batches), done)
+	pts, put := concat(batches)
+	defer put()
+	return d.w.Append(pts, done)
 }
 
 // Write is the synchronous fallback: append, then flush everything.
 func (d deferredPoints) Write(ctx context.Context, batches []protocols.Batch) (int, error) {
-	n, err := d.w.Append(concat(batches), nil)
+	pts, put := concat(batches)
+	n, err := d.w.Append(pts, nil)
+	put()
 	if err != nil {
 		return 0, err
 	}
@@ -62,19 +67,38 @@ func (d deferredPoints) Write(ctx context.Context, batches []protocols.Batch) (i
 
 func (d deferredPoints) Flush(ctx context.Context) error { return d.w.Flush(ctx) }
 
-func concat(batches []protocols.Batch) []protocols.Point {
+// concatPool holds the slices concat joins batches in: the writer copies
+// what it keeps before Append returns, so put gives the slice back then.
+var concatPool sync.Pool // *[]protocols.Point
+
+// concat joins the batches' points; put returns the memory once the
+// points were handed over.
+func concat(batches []protocols.Batch) (pts []protocols.Point, put func()) {
 	if len(batches) == 1 {
-		return batches[0].Points
+		return batches[0].Points, func() {}
 	}
 	n := 0
 	for _, b := range batches {
 		n += len(b.Points)
 	}
-	pts := make([]protocols.Point, 0, n)
+	bp, _ := concatPool.Get().(*[]protocols.Point)
+	if bp == nil {
+		bp = new([]protocols.Point)
+	}
+	if cap(*bp) < n {
+		*bp = make([]protocols.Point, 0, n)
+	}
+	pts = (*bp)[:0]
 	for _, b := range batches {
 		pts = append(pts, b.Points...)
 	}
-	return pts
+	return pts, func() {
+		clear(pts) // the pool must not keep the points' memory alive
+		if cap(pts) <= 1<<18 {
+			*bp = pts[:0]
+			concatPool.Put(bp)
+		}
+	}
 }
 
 // settle acknowledges held messages once their points are persisted, or

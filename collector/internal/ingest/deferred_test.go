@@ -23,7 +23,9 @@ type holdingSink struct {
 func (h *holdingSink) WriteDeferred(_ context.Context, batches []protocols.Batch, done func(error)) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := len(concat(batches))
+	pts, put := concat(batches)
+	n := len(pts)
+	put()
 	h.points += n
 	h.dones = append(h.dones, done)
 	return n, nil

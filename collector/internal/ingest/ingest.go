@@ -163,7 +163,10 @@ type Ingester struct {
 	strandedResets *metrics.Counter
 
 	// Used only from Run's goroutine.
-	wireDec     wire.Decoder // reused per fetch when TrustWire (see process)
+	wireDec wire.Decoder // reused per fetch when TrustWire (see process)
+	// The decompressed body of the message being decoded: every decoder
+	// copies what it keeps of it, so the next message reuses the buffer.
+	bodyBuf     []byte
 	badLineLog  logLimiter
 	badBatchLog logLimiter
 }
@@ -527,10 +530,11 @@ func (in *Ingester) decompress(encoding string, data []byte) ([]byte, error) {
 	case "", "identity":
 		return data, nil
 	case "zstd":
-		out, err := in.zstd.DecodeAll(data, nil)
+		out, err := in.zstd.DecodeAll(data, in.bodyBuf[:0])
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
+		in.keepBody(out)
 		return out, nil
 	case "s2":
 		if bytes.HasPrefix(data, s2StreamMagic) {
@@ -551,13 +555,22 @@ func (in *Ingester) decompress(encoding string, data []byte) ([]byte, error) {
 		if n > limit {
 			return nil, fmt.Errorf("s2: decodes to %d bytes, more than %d", n, limit)
 		}
-		out, err := s2.Decode(nil, data)
+		out, err := s2.Decode(in.bodyBuf[:cap(in.bodyBuf)], data)
 		if err != nil {
 			return nil, fmt.Errorf("s2: %w", err)
 		}
+		in.keepBody(out)
 		return out, nil
 	default:
 		return nil, fmt.Errorf("unknown Content-Encoding %q (want zstd, s2 or none)", enc)
+	}
+}
+
+// keepBody keeps a decompression buffer for the next message, unless it is
+// too large to keep for good.
+func (in *Ingester) keepBody(b []byte) {
+	if cap(b) <= 4<<20 && cap(b) > cap(in.bodyBuf) {
+		in.bodyBuf = b[:0]
 	}
 }
 

@@ -172,6 +172,48 @@ func TestColumn_normalize_lastWriteWins(t *testing.T) {
 	}
 }
 
+// Whatever the disorder — a few places off (the in-place path), shuffled
+// (it gives up half-way), many duplicates — normalize sorts stably and the
+// last sample of a time wins.
+func TestColumn_normalize_disorder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for round := range 300 {
+		n := 1 + r.IntN(400)
+		ts := make([]int64, n)
+		vals := make([]protocols.Value, n)
+		for i := range ts {
+			switch round % 3 {
+			case 0: // nearly sorted
+				ts[i] = int64(i + r.IntN(5))
+			case 1: // shuffled
+				ts[i] = int64(r.IntN(n))
+			default: // few times, many duplicates
+				ts[i] = int64(r.IntN(8) + i/50)
+			}
+			vals[i] = protocols.Int(int64(i))
+		}
+		// The reference: for each time, the last value appended.
+		last := map[int64]protocols.Value{}
+		for i, t := range ts {
+			last[t] = vals[i]
+		}
+		var wantT []int64
+		for t := range last {
+			wantT = append(wantT, t)
+		}
+		slices.Sort(wantT)
+		var wantV []protocols.Value
+		for _, t := range wantT {
+			wantV = append(wantV, last[t])
+		}
+		c := col(ts, vals...)
+		c.normalize()
+		if !slices.Equal(c.ts, wantT) || !slices.Equal(values(c), wantV) {
+			t.Fatalf("round %d: times %v values %v, want %v %v", round, c.ts, values(c), wantT, wantV)
+		}
+	}
+}
+
 func TestColumn_mergeColumns(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -176,6 +176,9 @@ func (c *column) normalize() {
 		c.sorted = true
 		return
 	}
+	if c.kind != kindMixed && c.kind != protocols.KindString && c.sortNearly() {
+		return
+	}
 	idx := make([]int32, len(c.ts))
 	for i := range idx {
 		idx[i] = int32(i)
@@ -223,6 +226,41 @@ func (c *column) normalize() {
 	}
 	out.sorted, out.dec = true, c.dec
 	*c = out
+}
+
+// sortNearly normalizes a column of fixed-width values in place when its
+// samples are only a little out of order (concurrent writers interleave
+// their batches, so a series' samples arrive a few places off): an
+// insertion sort that moves a sample only past greater times, so equal
+// times keep their order of arrival, then a pass that keeps the last of
+// each time. It gives up (false) after about 8 moves a sample; the column
+// is then still a stable reordering of what it held, which normalize's
+// general path sorts.
+func (c *column) sortNearly() bool {
+	ts, bits := c.ts, c.bits
+	budget := 8 * len(ts)
+	for i := 1; i < len(ts); i++ {
+		t, b := ts[i], bits[i]
+		j := i
+		for j > 0 && ts[j-1] > t {
+			ts[j], bits[j] = ts[j-1], bits[j-1]
+			j--
+		}
+		ts[j], bits[j] = t, b
+		if budget -= i - j; budget < 0 {
+			return false
+		}
+	}
+	n := 0
+	for i := range ts {
+		if i+1 < len(ts) && ts[i+1] == ts[i] {
+			continue // the later sample of the same time wins
+		}
+		ts[n], bits[n] = ts[i], bits[i]
+		n++
+	}
+	c.ts, c.bits, c.sorted = ts[:n], bits[:n], true
+	return true
 }
 
 // mergeColumns returns old and new merged by time, both normalized; where

@@ -87,6 +87,7 @@ type head struct {
 	hwm      int64                 // newest point time seen
 	seq      uint64                // of the last window made
 	hint     map[uint32]int32      // samples per series in its last written window
+	oldest   int64                 // start of the oldest open window; maxTime when none
 }
 
 func (h *head) init() {
@@ -94,6 +95,15 @@ func (h *head) init() {
 	h.flushing = map[int64]*headWindow{}
 	h.hint = map[uint32]int32{}
 	h.hwm = minTime
+	h.oldest = maxTime
+}
+
+// setOldest recomputes oldest after windows left. h.mu held.
+func (h *head) setOldest() {
+	h.oldest = maxTime
+	for start := range h.windows {
+		h.oldest = min(h.oldest, start)
+	}
 }
 
 // window returns the open window starting at start, creating it. h.mu held.
@@ -103,6 +113,7 @@ func (h *head) window(start int64, now time.Time) *headWindow {
 		h.seq++
 		w = &headWindow{start: start, seq: h.seq, bySeries: map[uint32]*headSeries{}, gids: map[uint32]struct{}{}, first: now, last: now}
 		h.windows[start] = w
+		h.oldest = min(h.oldest, start)
 	}
 	return w
 }
@@ -140,6 +151,7 @@ func (h *head) takeDue(now time.Time, force bool, due func(w *headWindow, hwm in
 			remaining -= w.points
 		}
 	}
+	h.setOldest()
 	for _, w := range out {
 		h.flushing[w.start] = w
 		for id, hs := range w.bySeries {
@@ -181,6 +193,7 @@ func (h *head) giveBack(w *headWindow) {
 	}
 	w.lastTicket = nil
 	h.windows[w.start] = w
+	h.oldest = min(h.oldest, w.start)
 }
 
 // done forgets a written window and releases its tickets.

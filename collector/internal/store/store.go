@@ -374,6 +374,13 @@ func (s *Store) append(pts []protocols.Point, now time.Time, cutoff int64, tk *t
 	}
 	h.points += values
 	over := h.points > s.opts.MaxHeadPoints
+	// A window that the newest data has closed is written at once rather
+	// than at the next tick: a writer catching up (a replay, a backfill)
+	// sends hours of data a second, and the head would otherwise hold
+	// every window that came in meanwhile.
+	if h.oldest != maxTime && min(h.hwm, now.UnixNano()+int64(s.opts.Grace)) >= h.oldest+int64(s.opts.Window)+int64(s.opts.Grace) {
+		over = true
+	}
 	// The ticket's windows only serve to count each window once during
 	// this call; kept, they would chain every window written since to the
 	// open one through its tickets, and with them every held message.

@@ -174,19 +174,27 @@ var ErrCorrupt = errors.New("wire: corrupt message")
 // Decode returns the message's points. Their tag and field slices share
 // two allocations, and each distinct string is allocated once.
 func Decode(b []byte, opts Options) ([]protocols.Point, error) {
-	return (&Decoder{}).Decode(b, opts)
+	return (&Decoder{}).decode(b, opts, false)
 }
 
 // Decoder decodes messages into slabs it reuses after Reset, for a
 // consumer that is done with the points of earlier messages (the store
 // copies what it keeps): the points, tags and fields of a whole fetch then
-// cost no allocation once the slabs have grown. Strings are still
-// allocated per message, since a consumer may keep them.
+// cost no allocation once the slabs have grown. Strings may be kept by the
+// consumer; those of the string table (names and tag values) are interned
+// across messages, so that a station's id is allocated once and not once
+// per message.
 type Decoder struct {
 	pts    []protocols.Point
 	tags   []protocols.Tag
 	fields []protocols.Field
+	names  map[string]string
+	strs   []string // the string table's memory, reused by each message
 }
+
+// maxNames bounds a Decoder's interned strings; when full it starts over,
+// so that names no longer sent are not kept for good.
+const maxNames = 8192
 
 // Reset makes the slabs' memory available again: points returned before
 // it must no longer be used.
@@ -210,10 +218,20 @@ func grow[T any](slab *[]T, n int) []T {
 // Decode decodes one message into the decoder's slabs; the points stay
 // valid until Reset.
 func (dc *Decoder) Decode(b []byte, opts Options) ([]protocols.Point, error) {
+	return dc.decode(b, opts, true)
+}
+
+func (dc *Decoder) decode(b []byte, opts Options, intern bool) ([]protocols.Point, error) {
 	if !Is(b) {
 		return nil, fmt.Errorf("%w: no magic", ErrCorrupt)
 	}
-	d := decoder{b: b, off: len(Magic)}
+	if intern && (dc.names == nil || len(dc.names) >= maxNames) {
+		dc.names = make(map[string]string, 256)
+	}
+	d := decoder{b: b, off: len(Magic), names: dc.names, strs: dc.strs[:0]}
+	if intern {
+		defer func() { dc.strs = d.strs }()
+	}
 	np, nt, nf := d.uvarint(), d.uvarint(), d.uvarint()
 	// Each point takes at least 4 bytes, each tag 2 and each field 3:
 	// counts beyond what the bytes can hold are lies.
@@ -264,10 +282,11 @@ func (dc *Decoder) Decode(b []byte, opts Options) ([]protocols.Point, error) {
 }
 
 type decoder struct {
-	b    []byte
-	off  int
-	strs []string
-	err  error
+	b     []byte
+	off   int
+	strs  []string
+	err   error
+	names map[string]string // interned strings; nil: none
 }
 
 func (d *decoder) fail(what string) error {
@@ -320,7 +339,14 @@ func (d *decoder) str() string {
 		return ""
 	}
 	if r == 0 {
-		s := string(d.bytes())
+		b := d.bytes()
+		s, ok := d.names[string(b)] // no allocation for the lookup
+		if !ok {
+			s = string(b)
+			if d.names != nil && len(d.names) < maxNames {
+				d.names[s] = s
+			}
+		}
 		d.strs = append(d.strs, s)
 		return s
 	}
