@@ -18,7 +18,7 @@ import (
 func TestAgent_BufferBound(t *testing.T) {
 	const (
 		stations = 1000
-		ticks    = 250
+		ticks    = 400 // about 8 MB of merged batches: twice what fits
 		maxBytes = 5 << 20
 	)
 	// Recent, but past: the collector refuses readings from the future.
