@@ -241,29 +241,33 @@ func (b *Buffer) merge(s *segment, group []openBatch) error {
 		bodies = make([][]byte, len(group))
 		stale  bool
 	)
-	check := func(index *bolt.Bucket, i int) (bool, error) {
-		v := index.Get(u64(group[i].seq))
-		if v == nil {
-			return false, nil
-		}
-		h, err := parseHeader(v)
-		if err != nil {
-			return false, fmt.Errorf("batch %d: %w", group[i].seq, err)
-		}
-		parts[i] = h
-		return !h.claimed && h.crc == group[i].crc && h.format == Columnar, nil
-	}
-	err := s.use(b, false, func(tx *bolt.Tx) error {
-		index, bk := tx.Bucket(bucketIndex), tx.Bucket(bucketBatches)
-		for i := range group {
-			ok, err := check(index, i)
-			if err != nil {
-				return err
-			}
-			if !ok {
+	// check reports whether every part is still stored unclaimed as
+	// noted, reading their index entries into parts; false sets stale.
+	check := func(index *bolt.Bucket) error {
+		for i, g := range group {
+			v := index.Get(u64(g.seq))
+			if v == nil {
 				stale = true
 				return nil
 			}
+			h, err := parseHeader(v)
+			if err != nil {
+				return fmt.Errorf("batch %d: %w", g.seq, err)
+			}
+			parts[i] = h
+			if h.claimed || h.crc != g.crc || h.format != Columnar {
+				stale = true
+				return nil
+			}
+		}
+		return nil
+	}
+	err := s.use(b, false, func(tx *bolt.Tx) error {
+		index, bk := tx.Bucket(bucketIndex), tx.Bucket(bucketBatches)
+		if err := check(index); err != nil || stale {
+			return err
+		}
+		for i := range group {
 			bodies[i] = getBody(bk, group[i].seq, parts[i].bodyLen)
 			if crc32.Checksum(bodies[i], castagnoli) != parts[i].crc {
 				return fmt.Errorf("%w: batch %d: body checksum mismatch", ErrCorrupt, group[i].seq)
@@ -319,15 +323,8 @@ func (b *Buffer) merge(s *segment, group []openBatch) error {
 	err = s.use(b, true, func(tx *bolt.Tx) error {
 		index, bk := tx.Bucket(bucketIndex), tx.Bucket(bucketBatches)
 		index.FillPercent, bk.FillPercent = 1, 1
-		for i := range group {
-			ok, err := check(index, i)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				stale = true
-				return nil
-			}
+		if err := check(index); err != nil || stale {
+			return err
 		}
 		for _, g := range group {
 			if err := index.Delete(u64(g.seq)); err != nil {
