@@ -103,6 +103,11 @@ type claimRef struct {
 	crc uint32
 }
 
+// errBadPart: a batch to merge does not read back. Only that merge is
+// given up; Read moves the batch to the quarantine when an output gets
+// to it, as it does for any batch, and the rest of the segment is kept.
+var errBadPart = errors.New("damaged batch")
+
 // errReplaced: a merge replaced a batch between reading and claiming it.
 var errReplaced = errors.New("batch replaced by a merge")
 
@@ -270,7 +275,7 @@ func (b *Buffer) merge(s *segment, group []openBatch) error {
 		for i := range group {
 			bodies[i] = getBody(bk, group[i].seq, parts[i].bodyLen)
 			if crc32.Checksum(bodies[i], castagnoli) != parts[i].crc {
-				return fmt.Errorf("%w: batch %d: body checksum mismatch", ErrCorrupt, group[i].seq)
+				return fmt.Errorf("%w: batch %d: body checksum mismatch", errBadPart, group[i].seq)
 			}
 		}
 		return nil
@@ -295,7 +300,7 @@ func (b *Buffer) merge(s *segment, group []openBatch) error {
 	for i, h := range parts {
 		*raw, err = b.tc.decompress((*raw)[:0], &Batch{Codec: h.codec, Body: bodies[i]})
 		if err != nil {
-			return fmt.Errorf("%w: batch %d: %w", ErrCorrupt, group[i].seq, err)
+			return fmt.Errorf("%w: batch %d: %v", errBadPart, group[i].seq, err)
 		}
 		err = decodeColumnar(*raw, func(p *protocols.Point) error {
 			q := *p
@@ -304,14 +309,14 @@ func (b *Buffer) merge(s *segment, group []openBatch) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("batch %d: %w", group[i].seq, err)
+			return fmt.Errorf("%w: batch %d: %v", errBadPart, group[i].seq, err)
 		}
 		merged.appended = min(merged.appended, h.appended)
 		merged.minTime = min(merged.minTime, h.minTime)
 		merged.maxTime = max(merged.maxTime, h.maxTime)
 	}
 	if len(pts) != cap(pts) {
-		return fmt.Errorf("%w: batches %d..%d decoded to %d points, their index says %d", ErrCorrupt, group[0].seq, group[len(group)-1].seq, len(pts), cap(pts))
+		return fmt.Errorf("%w: batches %d..%d decoded to %d points, their index says %d", errBadPart, group[0].seq, group[len(group)-1].seq, len(pts), cap(pts))
 	}
 	col := colScratch.get()
 	*col = encodeColumnar((*col)[:0], [][]protocols.Point{pts})

@@ -1,9 +1,11 @@
 package buffer
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -244,5 +246,69 @@ func TestHeader_claimedFlag(t *testing.T) {
 	old, err := parseHeader(enc[:len(enc)-1])
 	if err != nil || !old.claimed {
 		t.Fatalf("entry without flags: %+v, %v; want claimed", old, err)
+	}
+}
+
+// A damaged batch among those to merge costs that merge only: the segment
+// stays, the other batches arrive, and the damaged one goes to the
+// quarantine when it is read, as any damaged batch does.
+func TestBuffer_merge_damagedPartKeepsTheSegment(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, dir, Options{BatchPoints: 1000})
+	want := appendTicks(t, b, 1, 10, 30) // 300 points: no merge yet
+	b.Close()
+	ib, _, err := Inspect(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := ib.Read("", 3, 4, 1, 1<<20)
+	ib.Close()
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("inspect batch 3: %v, %v", seqsOf(bs), err)
+	}
+	f := segFiles(t, dir)[0]
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needle := bs[0].Body[:min(len(bs[0].Body), 32)]
+	n := 0
+	for i := bytes.Index(data, needle); i >= 0; {
+		data[i+len(needle)/2] ^= 0xff
+		n++
+		j := bytes.Index(data[i+1:], needle)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	if n == 0 {
+		t.Fatal("body not found in the file")
+	}
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	set := metrics.NewSet()
+	b = open(t, dir, Options{BatchPoints: 1000, Metrics: set})
+	want = append(want, appendTicks(t, b, 11, 40, 30)...) // would merge 1..34
+	if q := counter(set, "citysense_agent_buffer_segments_quarantined_total"); q != 0 {
+		t.Fatalf("%d segments quarantined; want the damaged batch to cost its merge only", q)
+	}
+	got := readAll(t, b, "default")
+	if slices.Contains(seqsOf(got), 3) {
+		t.Fatalf("read %v; the damaged batch 3 must not be sent", seqsOf(got))
+	}
+	lost := want[60:90] // tick 3
+	rest := append(slices.Clone(want[:60]), want[90:]...)
+	samePoints(t, sortedPoints(decode(t, got)), sortedPoints(rest))
+	if n := counter(set, `citysense_agent_points_dropped_total{reason="corrupt"}`); n != uint64(len(lost)) {
+		t.Fatalf("corrupt drops counted %d, want %d", n, len(lost))
+	}
+	if q := QuarantinedFiles(dir); len(q) != 1 || q[0] != "corrupt-3" {
+		t.Fatalf("quarantine %v, want corrupt-3", q)
+	}
+	if counter(set, "citysense_agent_buffer_merges_total") != 0 {
+		t.Fatal("a merge went through with a damaged part")
 	}
 }
