@@ -31,7 +31,7 @@ func (tk *ticket) fire(err error) {
 
 type headSeries struct {
 	gid uint32
-	col column
+	col headCol
 }
 
 type headWindow struct {
@@ -66,12 +66,10 @@ func (w *headWindow) series(h *head, id, gid uint32) *headSeries {
 	hs := w.bySeries[id]
 	if hs == nil {
 		hs = &headSeries{gid: gid}
-		hs.col.sorted = true
 		// Sized like this series' last window: growing a column by
 		// doubling cost more than everything else an append does.
 		if n := h.hint[id]; n > 0 {
-			hs.col.ts = make([]int64, 0, n)
-			hs.col.bits = make([]uint64, 0, n)
+			hs.col.b = make([]byte, 0, n)
 		}
 		w.bySeries[id] = hs
 		w.gids[gid] = struct{}{}
@@ -86,7 +84,7 @@ type head struct {
 	points   int                   // values in windows and flushing
 	hwm      int64                 // newest point time seen
 	seq      uint64                // of the last window made
-	hint     map[uint32]int32      // samples per series in its last written window
+	hint     map[uint32]int32      // packed bytes per series in its last written window
 	oldest   int64                 // start of the oldest open window; maxTime when none
 }
 
@@ -154,11 +152,12 @@ func (h *head) takeDue(now time.Time, force bool, due func(w *headWindow, hwm in
 	h.setOldest()
 	for _, w := range out {
 		h.flushing[w.start] = w
+		// A flushing window is never appended to: the writer and readers
+		// unpack its columns, each into its own memory.
 		for id, hs := range w.bySeries {
-			// Sorted here, under the lock, because reads copy the
-			// columns of flushing windows while the writer encodes them.
-			hs.col.normalize()
-			h.hint[id] = int32(min(hs.col.len()+hs.col.len()/8+1, 1<<16))
+			if hs.col.plain == nil {
+				h.hint[id] = int32(min(len(hs.col.b)+len(hs.col.b)/8+1, 1<<20))
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *headWindow) int { return cmpInt(a.start, b.start) })
@@ -204,7 +203,7 @@ func (h *head) done(w *headWindow) {
 	// The index's fieldRefs may still point at these series until their
 	// next point: let them keep an empty column, not the window's data.
 	for _, hs := range w.bySeries {
-		hs.col = column{}
+		hs.col = headCol{}
 	}
 	h.mu.Unlock()
 	for _, tk := range w.tickets {
@@ -267,7 +266,8 @@ func (h *head) columns(start int64, ids []uint32) map[uint32]*column {
 			if out == nil {
 				out = map[uint32]*column{}
 			}
-			c := hs.col.clone()
+			c := &column{}
+			hs.col.column(c)
 			if prev := out[id]; prev != nil {
 				prev.appendAll(c)
 			} else {

@@ -29,20 +29,29 @@ func (s *Store) writeWindow(w *headWindow) error {
 	if err != nil {
 		return err
 	}
-	merged := make(map[uint32]*column, len(w.bySeries))
+	// Each series is unpacked into one scratch column, merged, encoded and
+	// reduced to its hours at once, so that a window is never held
+	// unpacked in full: the hours are all the second pass needs.
+	hour := int64(time.Hour)
+	hours := make(map[uint32][]Bucket, len(w.bySeries))
+	var scratch, oc column
+	var fresh []Bucket
 	err = rp.update(db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocks)
 		for _, gid := range gids {
 			err := s.updateChunks(b, gid, w.start, byGroup[gid], func(id uint32, old [][]byte) ([][]byte, error) {
-				upd := &w.bySeries[id].col
+				w.bySeries[id].col.column(&scratch)
+				scratch.normalize()
+				upd := &scratch
 				if old != nil {
-					var oc column
+					oc.reset()
 					if err := decodeChunk(old, w.start, &oc); err != nil {
 						return nil, fmt.Errorf("series %d: %w", id, err)
 					}
 					upd = mergeColumns(&oc, upd)
 				}
-				merged[id] = upd
+				fresh = appendBuckets(fresh[:0], upd, hour)
+				hours[id] = slices.Clone(fresh)
 				return encodeChunk(upd, w.start), nil
 			})
 			if err != nil {
@@ -60,7 +69,6 @@ func (s *Store) writeWindow(w *headWindow) error {
 	// into the window's own rollup chunks until the day closes.
 	dayStart := floorTo(w.start, int64(day))
 	rolled := s.rolledUp(dayStart)
-	hour := int64(time.Hour)
 	end := w.start + int64(s.opts.Window)
 	t := tierOpen
 	if rolled {
@@ -72,7 +80,6 @@ func (s *Store) writeWindow(w *headWindow) error {
 	}
 	err = hp.update(db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocks)
-		var fresh []Bucket
 		for _, gid := range gids {
 			var err error
 			if rolled {
@@ -84,8 +91,7 @@ func (s *Store) writeWindow(w *headWindow) error {
 							return nil, fmt.Errorf("series %d: %w", id, err)
 						}
 					}
-					fresh = appendBuckets(fresh[:0], merged[id], hour)
-					bs = replaceBuckets(bs, fresh, w.start, end)
+					bs = replaceBuckets(bs, hours[id], w.start, end)
 					if len(bs) == 0 {
 						return nil, nil
 					}
@@ -93,11 +99,10 @@ func (s *Store) writeWindow(w *headWindow) error {
 				})
 			} else {
 				err = s.updateChunks(b, gid, w.start, byGroup[gid], func(id uint32, _ [][]byte) ([][]byte, error) {
-					fresh = appendBuckets(fresh[:0], merged[id], hour)
-					if len(fresh) == 0 {
+					if len(hours[id]) == 0 {
 						return nil, nil
 					}
-					return encodeRollupChunk(fresh, w.start, hour), nil
+					return encodeRollupChunk(hours[id], w.start, hour), nil
 				})
 			}
 			if err != nil {
