@@ -451,6 +451,7 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next
 	bp := getBuf()
 	defer putBuf(bp)
 	buf := append((*bp)[:0], `{"series":[`...)
+	streamed := false
 	for i, s := range res.Series {
 		if i > 0 {
 			buf = append(buf, ',')
@@ -469,6 +470,7 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next
 			if len(buf) > 32<<10 {
 				w.Write(buf)
 				buf = buf[:0]
+				streamed = true
 			}
 		}
 		buf = append(buf, "]}"...)
@@ -484,6 +486,10 @@ func writeSeriesJSON(w http.ResponseWriter, res query.Result, rfc3339 bool, next
 		buf = append(buf, '"')
 	}
 	buf = append(buf, "}\n"...)
+	if !streamed {
+		// One write with its length: no chunked framing, one segment.
+		w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	}
 	if _, err := w.Write(buf); err != nil {
 		log.Debug("api: client went away", "err", err)
 	}

@@ -88,3 +88,108 @@ func (a *acc) value(agg Agg) (protocols.Value, bool) {
 		return protocols.Float(b.Sum / float64(b.Count)), true
 	}
 }
+
+// accTable holds the accumulators of a bucketed answer, by group and
+// bucket number. A small answer (most: a station's chart, a district's
+// days) gets one dense slice, allocated once; a large or sparse one a map
+// per group, so that memory follows the buckets that have data.
+type accTable struct {
+	nb     int64
+	dense  []acc // group g's bucket k at g*nb+k
+	sparse []map[int64]*acc
+}
+
+// maxDenseAccs bounds the dense table (about 2 MB).
+const maxDenseAccs = 1 << 14
+
+func newAccTable(groups int, nb int64) *accTable {
+	t := &accTable{nb: nb}
+	if n := int64(groups) * nb; n > 0 && n <= maxDenseAccs {
+		t.dense = make([]acc, n)
+		return t
+	}
+	t.sparse = make([]map[int64]*acc, groups)
+	for g := range t.sparse {
+		t.sparse[g] = map[int64]*acc{}
+	}
+	return t
+}
+
+// get returns group g's accumulator of bucket k, making it.
+func (t *accTable) get(g int, k int64) *acc {
+	if t.dense != nil && k >= 0 && k < t.nb {
+		return &t.dense[int64(g)*t.nb+k]
+	}
+	if t.dense != nil {
+		// Out of the planned range: cannot happen for data read within
+		// it, but must not corrupt a neighbour if it does.
+		t.toSparse()
+	}
+	a := t.sparse[g][k]
+	if a == nil {
+		a = &acc{}
+		t.sparse[g][k] = a
+	}
+	return a
+}
+
+func (t *accTable) toSparse() {
+	groups := len(t.dense) / int(t.nb)
+	t.sparse = make([]map[int64]*acc, groups)
+	for g := range t.sparse {
+		t.sparse[g] = map[int64]*acc{}
+		for k := range t.nb {
+			if a := &t.dense[int64(g)*t.nb+k]; a.b.Count > 0 {
+				t.sparse[g][k] = a
+			}
+		}
+	}
+	t.dense = nil
+}
+
+// inOrder calls fn for group g's accumulators that saw data, by bucket.
+func (t *accTable) inOrder(g int, fn func(k int64, a *acc)) {
+	if t.dense != nil {
+		row := t.dense[int64(g)*t.nb : int64(g+1)*t.nb]
+		for k := range row {
+			if row[k].b.Count > 0 {
+				fn(int64(k), &row[k])
+			}
+		}
+		return
+	}
+	m := t.sparse[g]
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fn(k, m[k])
+	}
+}
+
+// count returns an upper bound of group g's accumulators with data.
+func (t *accTable) count(g int) int {
+	if t.dense != nil {
+		return int(t.nb)
+	}
+	return len(t.sparse[g])
+}
+
+// each calls fn for every accumulator that saw data, in no order.
+func (t *accTable) each(fn func(g int, k int64, a *acc)) {
+	if t.dense != nil {
+		for i := range t.dense {
+			if t.dense[i].b.Count > 0 {
+				fn(i/int(t.nb), int64(i)%t.nb, &t.dense[i])
+			}
+		}
+		return
+	}
+	for g, m := range t.sparse {
+		for k, a := range m {
+			fn(g, k, a)
+		}
+	}
+}

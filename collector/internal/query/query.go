@@ -281,19 +281,8 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 			nb*int64(len(groups)), nb, len(groups), maxPoints, ErrTooManyPoints)
 	}
 	res := plan(req.Step, req.Agg)
-	accs := make([]map[int64]*acc, len(groups))
-	for g := range accs {
-		accs[g] = map[int64]*acc{}
-	}
-	get := func(g int, start int64) *acc {
-		k := (floorTo(start, step) - first) / step
-		a := accs[g][k]
-		if a == nil {
-			a = &acc{}
-			accs[g][k] = a
-		}
-		return a
-	}
+	accs := newAccTable(len(groups), nb)
+	get := func(g int, start int64) *acc { return accs.get(g, (floorTo(start, step)-first)/step) }
 	out := Result{Resolution: res}
 	end := last + step - 1
 	switch res {
@@ -318,11 +307,7 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		for _, m := range accs {
-			for _, a := range m {
-				a.quantile(q)
-			}
-		}
+		accs.each(func(_ int, _ int64, a *acc) { a.quantile(q) })
 	default:
 		r := time.Hour
 		if res == ResMinute {
@@ -340,21 +325,15 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	for g, grp := range groups {
-		m := accs[g]
-		if len(m) == 0 {
-			continue
-		}
-		keys := make([]int64, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		s := Series{Measurement: grp.measurement, Field: grp.field, Tags: grp.tags, Points: make([]Point, 0, len(keys))}
-		for _, k := range keys {
-			if v, ok := m[k].value(req.Agg); ok {
+		var s Series
+		accs.inOrder(g, func(k int64, a *acc) {
+			if v, ok := a.value(req.Agg); ok {
+				if s.Points == nil {
+					s = Series{Measurement: grp.measurement, Field: grp.field, Tags: grp.tags, Points: make([]Point, 0, accs.count(g))}
+				}
 				s.Points = append(s.Points, Point{Time: first + k*step, Value: v})
 			}
-		}
+		})
 		if len(s.Points) > 0 {
 			out.Series = append(out.Series, s)
 		}

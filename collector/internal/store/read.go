@@ -141,10 +141,20 @@ type windowSrc struct {
 // [from, to], ascending. The head is listed before the disk, so that a
 // window the writer moves from one to the other meanwhile is seen on disk.
 func (s *Store) rawWindows(gid uint32, from, to int64) ([]windowSrc, error) {
+	return s.rawWindowsExcept(gid, from, to, nil)
+}
+
+// rawWindowsExcept is rawWindows without looking on disk in the raw
+// partitions whose start skip reports (their windows in the head are
+// still listed).
+func (s *Store) rawWindowsExcept(gid uint32, from, to int64, skip func(start int64) bool) ([]windowSrc, error) {
 	win := int64(s.opts.Window)
 	inHead := s.head.starts(gid, win, from, to)
 	var out []windowSrc
 	for _, p := range s.parts.list(tierRaw, from, to) {
+		if skip != nil && skip(p.start) {
+			continue
+		}
 		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
 			c := b.Cursor()
 			for start := seekFrom(from, p.start, win); start < p.end && start <= to; start += win {
@@ -558,7 +568,14 @@ func (s *Store) rawBuckets(ctx context.Context, g groupRefs, wins []windowSrc, r
 // points are kept is aggregated from them, an older one comes from the 1m
 // tier.
 func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int64, fn func(i int, bs []Bucket) error) error {
-	rawWins, err := s.rawWindows(g.gid, from, to)
+	// An hourly read of a rolled-up day needs only the windows of it
+	// still in the head (late points): its written windows are in the
+	// day's rollups, so their raw partition is not looked at.
+	var skip func(int64) bool
+	if res == int64(time.Hour) && s.parts.period[tierRaw] == int64(day) {
+		skip = s.rolledUp
+	}
+	rawWins, err := s.rawWindowsExcept(g.gid, from, to, skip)
 	if err != nil {
 		return err
 	}
