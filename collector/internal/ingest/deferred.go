@@ -101,24 +101,39 @@ func concat(batches []protocols.Batch) (pts []protocols.Point, put func()) {
 	}
 }
 
+// heldMsg is what acknowledging a message later takes: its reply subject
+// (and its batch id, for the log).
+type heldMsg struct{ reply, id string }
+
+// JetStream's acknowledgement bodies, sent to a message's reply subject.
+var (
+	ackBody = []byte("+ACK")
+	nakBody = []byte("-NAK")
+)
+
 // settle acknowledges held messages once their points are persisted, or
 // has them redelivered when that failed. It runs on the sink's goroutine.
-func (in *Ingester) settle(msgs []jetstream.Msg, err error) {
+func (in *Ingester) settle(msgs []heldMsg, err error) {
 	defer in.held.Add(-int64(len(msgs)))
+	nc := in.js.Conn()
 	if err != nil {
 		in.writeErrors.Inc()
 		in.log.Warn("ingest: held batches not persisted, will be redelivered", "stream", in.cfg.Stream,
 			"batches", len(msgs), "err", err)
+		nak := nakBody
+		if d := in.cfg.RetryDelay; d > 0 {
+			nak = fmt.Appendf(nil, "-NAK {\"delay\": %d}", d.Nanoseconds())
+		}
 		for _, m := range msgs {
 			// Failing here only means the message comes back after
 			// AckWait (or at the next start) instead of RetryDelay.
-			_ = m.NakWithDelay(in.cfg.RetryDelay)
+			_ = nc.Publish(m.reply, nak)
 		}
 		return
 	}
 	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			in.log.Warn("ingest: ack failed, batch will be redelivered", "batch", batchID(m), "err", err)
+		if err := nc.Publish(m.reply, ackBody); err != nil {
+			in.log.Warn("ingest: ack failed, batch will be redelivered", "batch", m.id, "err", err)
 			continue
 		}
 		in.batches.Inc()

@@ -468,9 +468,12 @@ func (in *Ingester) process(ctx context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	if in.deferred != nil {
-		held := make([]jetstream.Msg, len(ok))
+		// Only the reply subjects are held, not the messages: their
+		// bodies (already decoded) can go while the store holds the
+		// points for up to a window.
+		held := make([]heldMsg, len(ok))
 		for i, d := range ok {
-			held[i] = d.msg
+			held[i] = heldMsg{reply: d.msg.Reply(), id: d.id}
 		}
 		in.held.Add(int64(len(held)))
 		n, err := in.deferred.WriteDeferred(ctx, batches, func(err error) { in.settle(held, err) })
