@@ -153,7 +153,7 @@ CONFIGURATION
       max_future: 1h             # Influx write: newest timestamp accepted
       max_tags: 64               # Influx write: tags per point at most
       max_fields: 256            # Influx write: fields per point at most
-      partitions: 16             # CS_SERIES partitions; choose once
+      partitions: 16             # CS_SERIES partitions of a cluster; choose once
     cluster:                     # leave out for a single node
       gossip: 127.0.0.1:7946     # memberlist, TCP and UDP
       routes: 127.0.0.1:6222     # NATS routes between the nodes

@@ -162,7 +162,9 @@ type Ingest struct {
 	// Partitions is how many partitions of CS_SERIES the enriched points
 	// are spread over (cs.series.0 … cs.series.<n-1>): the unit a cluster
 	// node owns and replays. Changing it moves series between partitions,
-	// so choose it once, larger than the largest cluster you expect.
+	// so choose it once, larger than the largest cluster you expect. A
+	// single node (no cluster section) publishes each batch as one
+	// message whatever this says: it owns every partition.
 	Partitions int `yaml:"partitions"`
 }
 
