@@ -152,6 +152,22 @@ func TestIngest_InfluxWrite(t *testing.T) {
 	check("w0001", "no2", [][2]float64{{float64(t0), 20}})
 	check("w0002", "pm25", [][2]float64{{float64(t0), 3}})
 
+	// A single node publishes a batch as one CS_SERIES message, however
+	// many partitions its series fall in (forty stations span all 16).
+	before := metric(t, httpC, "citysense_series_messages_published_total")
+	var many strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, "air,district=d07,station=m%04d pm25=%d %d\n", i, i, t0)
+	}
+	if status, body = curl(t, writeURL, writeFile(t, "many.lp", many.String()), auth); status != 204 {
+		t.Fatalf("40-station write: status %d: %s", status, body)
+	}
+	if d := metric(t, httpC, "citysense_series_messages_published_total") - before; d != 1 {
+		t.Errorf("a 40-station batch was published as %v CS_SERIES messages, want 1", d)
+	}
+	check("m0000", "pm25", [][2]float64{{float64(t0), 0}})
+	check("m0039", "pm25", [][2]float64{{float64(t0), 39}})
+
 	// One bad line: 400 naming it, and the other lines still land.
 	mixed := writeFile(t, "mixed.lp", fmt.Sprintf("air,station=w0003 pm25=1 %d\nair,station=w0003 pm25=oops %d\nair,station=w0003 pm25=3 %d\n", t0, t0+10, t0+20))
 	status, body = curl(t, writeURL, mixed, auth)
