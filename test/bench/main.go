@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&cfg.days, "days", 3, "days of data")
 	flag.DurationVar(&cfg.interval, "interval", time.Minute, "time between readings of a station")
 	flag.IntVar(&cfg.writers, "writers", 4, "concurrent write requests")
-	flag.IntVar(&cfg.runs, "runs", 15, "timed runs per query (the median is reported)")
+	flag.IntVar(&cfg.runs, "runs", 31, "timed runs per query (the median is reported)")
 	flag.StringVar(&cfg.systems, "systems", "citysense,victoriametrics,influxdb", "systems to measure, comma-separated")
 	flag.StringVar(&cfg.collector, "collector", "", "citysense-collector binary; empty builds ./collector/cmd/citysense-collector")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directories")
