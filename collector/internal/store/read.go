@@ -531,7 +531,11 @@ func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool,
 				if !ok {
 					continue
 				}
-				bs, err := decodeRollupChunk(streams, start, hour, out[id])
+				bs := out[id]
+				if bs == nil {
+					bs = make([]Bucket, 0, int(int64(day)/hour)) // the day's hours, grown window by window
+				}
+				bs, err := decodeRollupChunk(streams, start, hour, bs)
 				if err != nil {
 					return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
 				}
