@@ -441,18 +441,40 @@ func (db dayBuckets) emit(g groupRefs, from, to int64, fn func(i int, bs []Bucke
 	return nil
 }
 
-// tierDays lists the days of tier t in [from, to] that hold blocks of gid.
-func (s *Store) tierDays(t tier, gid uint32, from, to int64) ([]int64, error) {
-	var days []int64
+// readTierDays reads the rollup chunks of g's series for every day in
+// [from, to] that has any in tier t: one read transaction per partition
+// file (a 1-hour file holds four weeks), not one per day.
+func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int64]dayBuckets, error) {
+	out := map[int64]dayBuckets{}
 	for _, p := range s.parts.list(t, from, to) {
 		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
-			c := b.Cursor()
 			for d := seekFrom(from, p.start, int64(day)); d < p.end && d <= to; d += int64(day) {
-				if k, _ := c.Seek(blockKey(d, gid, 0)); k != nil {
-					if st, g, _, ok := parseBlockKey(k); ok && st == d && g == gid {
-						days = append(days, d)
-					}
+				blocks := listBlocks(b, g.gid, d)
+				if len(blocks) == 0 {
+					continue
 				}
+				db := dayBuckets{}
+				cur, curBlk := -1, (*block)(nil)
+				for _, id := range g.ids {
+					i := blockFor(blocks, id)
+					if i != cur {
+						blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
+						if err != nil {
+							return fmt.Errorf("block %x: %w", blocks[i].key, err)
+						}
+						cur, curBlk = i, blk
+					}
+					streams, ok := curBlk.chunk(id)
+					if !ok {
+						continue
+					}
+					bs, err := decodeRollupChunk(streams, d, res, nil)
+					if err != nil {
+						return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
+					}
+					db[id] = bs
+				}
+				out[d] = db
 			}
 			return nil
 		})
@@ -460,44 +482,7 @@ func (s *Store) tierDays(t tier, gid uint32, from, to int64) ([]int64, error) {
 			return nil, err
 		}
 	}
-	return days, nil
-}
-
-// readTierDay reads the rollup chunks of g's series for day d from tier t.
-func (s *Store) readTierDay(t tier, g groupRefs, d, res int64) (dayBuckets, error) {
-	p := s.parts.get(t, d)
-	if p == nil {
-		return nil, nil
-	}
-	out := dayBuckets{}
-	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
-		blocks := listBlocks(b, g.gid, d)
-		if len(blocks) == 0 {
-			return nil
-		}
-		cur, curBlk := -1, (*block)(nil)
-		for _, id := range g.ids {
-			i := blockFor(blocks, id)
-			if i != cur {
-				blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
-				if err != nil {
-					return fmt.Errorf("block %x: %w", blocks[i].key, err)
-				}
-				cur, curBlk = i, blk
-			}
-			streams, ok := curBlk.chunk(id)
-			if !ok {
-				continue
-			}
-			bs, err := decodeRollupChunk(streams, d, res, nil)
-			if err != nil {
-				return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
-			}
-			out[id] = bs
-		}
-		return nil
-	})
-	return out, err
+	return out, nil
 }
 
 // readOpenHours reads the window rollup chunks of g's series for the
@@ -592,11 +577,14 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 	if res == int64(time.Hour) {
 		t = tier1h
 	}
-	tdays, err := s.tierDays(t, g.gid, from, to)
+	tier, err := s.readTierDays(t, g, from, to, res)
 	if err != nil {
 		return err
 	}
-	days := slices.Clone(tdays)
+	days := make([]int64, 0, len(tier)+len(byDay))
+	for d := range tier {
+		days = append(days, d)
+	}
 	for d := range byDay {
 		if !slices.Contains(days, d) {
 			days = append(days, d)
@@ -617,9 +605,7 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 		wins := byDay[d]
 		switch {
 		case useTier:
-			if db, err = s.readTierDay(t, g, d, res); err != nil {
-				return err
-			}
+			db = tier[d]
 			// Late points in the head are not in the closed day's
 			// rollups yet.
 			wins = slices.DeleteFunc(slices.Clone(wins), func(w windowSrc) bool { return !w.inHead })
