@@ -12,7 +12,8 @@
 //	1h/2026-11-05.db  1-hour rollups of four weeks
 //
 // Writes go to an in-memory head: per 2-hour window (Options.Window), one
-// column of samples per series. When a window is due — the newest data is
+// column of samples per series, packed as varint deltas as they arrive
+// (headCol, 2–3 bytes a reading). When a window is due — the newest data is
 // past its end plus a grace period, or it went quiet, or it was held
 // MaxHold — its series are encoded into chunks (delta-of-delta times;
 // floats that are short decimals as scaled integers, zigzag differences
