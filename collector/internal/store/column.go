@@ -318,12 +318,3 @@ func (c *column) slice(from, to int64) column {
 	}
 	return out
 }
-
-func (c *column) clone() *column {
-	out := *c
-	out.ts = slices.Clone(c.ts)
-	out.bits = slices.Clone(c.bits)
-	out.strs = slices.Clone(c.strs)
-	out.vals = slices.Clone(c.vals)
-	return &out
-}

@@ -454,25 +454,8 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 					continue
 				}
 				db := dayBuckets{}
-				cur, curBlk := -1, (*block)(nil)
-				for _, id := range g.ids {
-					i := blockFor(blocks, id)
-					if i != cur {
-						blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
-						if err != nil {
-							return fmt.Errorf("block %x: %w", blocks[i].key, err)
-						}
-						cur, curBlk = i, blk
-					}
-					streams, ok := curBlk.chunk(id)
-					if !ok {
-						continue
-					}
-					bs, err := decodeRollupChunk(streams, d, res, nil)
-					if err != nil {
-						return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
-					}
-					db[id] = bs
+				if err := s.decodeRollups(p, gen, blocks, g, d, res, 0, db); err != nil {
+					return err
 				}
 				out[d] = db
 			}
@@ -483,6 +466,37 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 		}
 	}
 	return out, nil
+}
+
+// decodeRollups decodes the rollup chunks of g's series in blocks (those
+// of one group and start in p, read at generation gen) and appends their
+// buckets to db; a series' first slice gets capacity hint.
+func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g groupRefs, base, res int64, hint int, db dayBuckets) error {
+	cur, curBlk := -1, (*block)(nil)
+	for _, id := range g.ids {
+		i := blockFor(blocks, id)
+		if i != cur {
+			blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
+			if err != nil {
+				return fmt.Errorf("block %x: %w", blocks[i].key, err)
+			}
+			cur, curBlk = i, blk
+		}
+		streams, ok := curBlk.chunk(id)
+		if !ok {
+			continue
+		}
+		bs := db[id]
+		if bs == nil && hint > 0 {
+			bs = make([]Bucket, 0, hint)
+		}
+		bs, err := decodeRollupChunk(streams, base, res, bs)
+		if err != nil {
+			return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
+		}
+		db[id] = bs
+	}
+	return nil
 }
 
 // readOpenHours reads the window rollup chunks of g's series for the
@@ -502,29 +516,9 @@ func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool,
 				continue
 			}
 			have[start] = true
-			cur, curBlk := -1, (*block)(nil)
-			for _, id := range g.ids {
-				i := blockFor(blocks, id)
-				if i != cur {
-					blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
-					if err != nil {
-						return fmt.Errorf("block %x: %w", blocks[i].key, err)
-					}
-					cur, curBlk = i, blk
-				}
-				streams, ok := curBlk.chunk(id)
-				if !ok {
-					continue
-				}
-				bs := out[id]
-				if bs == nil {
-					bs = make([]Bucket, 0, int(int64(day)/hour)) // the day's hours, grown window by window
-				}
-				bs, err := decodeRollupChunk(streams, start, hour, bs)
-				if err != nil {
-					return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
-				}
-				out[id] = bs
+			// The day's hours, grown window by window.
+			if err := s.decodeRollups(p, gen, blocks, g, start, hour, int(int64(day)/hour), out); err != nil {
+				return err
 			}
 		}
 		return nil
