@@ -3,6 +3,7 @@ package query
 import (
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/citysense/citysense/collector/internal/store"
 	"github.com/citysense/citysense/protocols"
@@ -102,10 +103,20 @@ type accTable struct {
 // maxDenseAccs bounds the dense table (about 2 MB).
 const maxDenseAccs = 1 << 14
 
+// densePool keeps dense tables between queries: a chart's query is
+// answered from memory the previous one left warm in the cache, instead
+// of zeroing fresh memory (a quarter of what Q1 allocated).
+var densePool sync.Pool // *[]acc
+
 func newAccTable(groups int, nb int64) *accTable {
 	t := &accTable{nb: nb}
 	if n := int64(groups) * nb; n > 0 && n <= maxDenseAccs {
-		t.dense = make([]acc, n)
+		if p, _ := densePool.Get().(*[]acc); p != nil && int64(cap(*p)) >= n {
+			t.dense = (*p)[:n]
+			clear(t.dense)
+		} else {
+			t.dense = make([]acc, n, max(n, 256))
+		}
 		return t
 	}
 	t.sparse = make([]map[int64]*acc, groups)
@@ -113,6 +124,16 @@ func newAccTable(groups int, nb int64) *accTable {
 		t.sparse[g] = map[int64]*acc{}
 	}
 	return t
+}
+
+// release gives a dense table back for the next query; t must not be
+// used after.
+func (t *accTable) release() {
+	if t.dense != nil {
+		d := t.dense[:0]
+		t.dense = nil
+		densePool.Put(&d)
+	}
 }
 
 // get returns group g's accumulator of bucket k, making it.

@@ -282,6 +282,7 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 	}
 	res := plan(req.Step, req.Agg)
 	accs := newAccTable(len(groups), nb)
+	defer accs.release()
 	get := func(g int, start int64) *acc { return accs.get(g, (floorTo(start, step)-first)/step) }
 	out := Result{Resolution: res}
 	end := last + step - 1

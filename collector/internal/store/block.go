@@ -202,21 +202,30 @@ func (c *codec) decodeBlock(src []byte) (*block, error) {
 }
 
 // streams returns the streams of chunk i; they alias the block.
-func (b *block) streams(i int) [][]byte {
-	out := make([][]byte, b.k)
-	for j := range b.k {
-		out[j] = b.data[b.offs[j][i]:b.offs[j][i+1]]
+func (b *block) streams(i int) [][]byte { return b.streamsInto(i, nil) }
+
+// streamsInto is streams appending to dst[:0].
+func (b *block) streamsInto(i int, dst [][]byte) [][]byte {
+	if cap(dst) < b.k {
+		dst = make([][]byte, 0, b.k)
 	}
-	return out
+	dst = dst[:0]
+	for j := range b.k {
+		dst = append(dst, b.data[b.offs[j][i]:b.offs[j][i+1]])
+	}
+	return dst
 }
 
 // chunk returns the encoded chunk of id, if the block holds it.
-func (b *block) chunk(id uint32) ([][]byte, bool) {
+func (b *block) chunk(id uint32) ([][]byte, bool) { return b.chunkInto(id, nil) }
+
+// chunkInto is chunk with the streams in dst's memory.
+func (b *block) chunkInto(id uint32, dst [][]byte) ([][]byte, bool) {
 	i, ok := slices.BinarySearch(b.ids, id)
 	if !ok {
-		return nil, false
+		return dst[:0], false
 	}
-	return b.streams(i), true
+	return b.streamsInto(i, dst), true
 }
 
 // entries returns every chunk of the block; the data aliases the block.

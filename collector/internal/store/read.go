@@ -473,6 +473,7 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 // buckets to db; a series' first slice gets capacity hint.
 func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g groupRefs, base, res int64, hint int, db dayBuckets) error {
 	cur, curBlk := -1, (*block)(nil)
+	var streams [][]byte
 	for _, id := range g.ids {
 		i := blockFor(blocks, id)
 		if i != cur {
@@ -482,8 +483,8 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 			}
 			cur, curBlk = i, blk
 		}
-		streams, ok := curBlk.chunk(id)
-		if !ok {
+		var ok bool
+		if streams, ok = curBlk.chunkInto(id, streams); !ok {
 			continue
 		}
 		bs := db[id]
