@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,12 +81,18 @@ func rawPoints(t *testing.T, url string) (pts []protocols.Point, ids []string) {
 	info, _ := s.Info(t.Context())
 	dec, _ := zstd.NewReader(nil)
 	defer dec.Close()
+	type batch struct {
+		id  string
+		seq int // the agent's batch number, from the id
+		pts []protocols.Point
+	}
+	var batches []batch
 	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(t.Context(), seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, m.Header.Get("Nats-Msg-Id"))
+		id := m.Header.Get("Nats-Msg-Id")
 		lp, err := dec.DecodeAll(m.Data, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +101,16 @@ func rawPoints(t *testing.T, url string) (pts []protocols.Point, ids []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pts = append(pts, got...)
+		n, _ := strconv.Atoi(id[strings.LastIndexByte(id, '-')+1:])
+		batches = append(batches, batch{id, n, got})
+	}
+	// In batch order, not stream order: with several batches in flight, a
+	// publish that timed out on a loaded machine is sent again after the
+	// next one landed (the stream's dedupe keeps one copy of each).
+	slices.SortStableFunc(batches, func(a, b batch) int { return cmp.Compare(a.seq, b.seq) })
+	for _, b := range batches {
+		ids = append(ids, b.id)
+		pts = append(pts, b.pts...)
 	}
 	return pts, ids
 }
