@@ -58,6 +58,7 @@ func (s *Store) dropOpenDays() error {
 				errs = append(errs, err)
 			}
 			s.cache.forget(op)
+			s.rollups.forget(op)
 		}
 	}
 	return errors.Join(errs...)
@@ -128,6 +129,7 @@ func (s *Store) rollupDay(p *partition) error {
 			return err
 		}
 		s.cache.forget(op)
+		s.rollups.forget(op)
 	}
 	s.log.Debug("store: day rolled up", "day", time.Unix(0, p.start).UTC().Format(partitionDate))
 	return nil

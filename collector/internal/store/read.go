@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -447,10 +448,18 @@ func (db dayBuckets) emit(g groupRefs, from, to int64, fn func(i int, bs []Bucke
 func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int64]dayBuckets, error) {
 	out := map[int64]dayBuckets{}
 	for _, p := range s.parts.list(t, from, to) {
+		first := seekFrom(from, p.start, int64(day))
+		// All of the file's days from the rollup cache, or one read
+		// transaction for all of them.
+		if days, ok := s.cachedDays(p, g, first, min(p.end-1, to), int64(day)); ok {
+			maps.Copy(out, days)
+			continue
+		}
 		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
-			for d := seekFrom(from, p.start, int64(day)); d < p.end && d <= to; d += int64(day) {
+			for d := first; d < p.end && d <= to; d += int64(day) {
 				blocks := listBlocks(b, g.gid, d)
 				if len(blocks) == 0 {
+					s.noteRollups(p, gen, d, g, false, nil)
 					continue
 				}
 				db := dayBuckets{}
@@ -471,7 +480,14 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 // decodeRollups decodes the rollup chunks of g's series in blocks (those
 // of one group and start in p, read at generation gen) and appends their
 // buckets to db; a series' first slice gets capacity hint.
+//
+// The series' new buckets also go to the rollup cache, with the fact that
+// the group has blocks at base.
 func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g groupRefs, base, res int64, hint int, db dayBuckets) error {
+	var got map[uint32][]Bucket
+	if s.rollups != nil && s.rollups.max > 0 {
+		got = make(map[uint32][]Bucket, len(g.ids))
+	}
 	cur, curBlk := -1, (*block)(nil)
 	var streams [][]byte
 	for _, id := range g.ids {
@@ -491,11 +507,18 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 		if bs == nil && hint > 0 {
 			bs = make([]Bucket, 0, hint)
 		}
+		n := len(bs)
 		bs, err := decodeRollupChunk(streams, base, res, bs)
 		if err != nil {
 			return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
 		}
 		db[id] = bs
+		if got != nil {
+			got[id] = slices.Clone(bs[n:])
+		}
+	}
+	if got != nil {
+		s.noteRollups(p, gen, base, g, true, got)
 	}
 	return nil
 }
@@ -509,16 +532,33 @@ func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool,
 		return nil, nil, nil
 	}
 	win, hour := int64(s.opts.Window), int64(time.Hour)
+	hint := int(int64(day) / hour)
+	if wins, ok := s.cachedDays(p, g, d, d+int64(day)-1, win); ok {
+		out, have := dayBuckets{}, map[int64]bool{}
+		for start := d; start < d+int64(day); start += win {
+			if db, ok := wins[start]; ok {
+				have[start] = true
+				for id, bs := range db {
+					if out[id] == nil {
+						out[id] = make([]Bucket, 0, hint)
+					}
+					out[id] = append(out[id], bs...)
+				}
+			}
+		}
+		return out, have, nil
+	}
 	out, have := dayBuckets{}, map[int64]bool{}
 	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
 		for start := d; start < d+int64(day); start += win {
 			blocks := listBlocks(b, g.gid, start)
 			if len(blocks) == 0 {
+				s.noteRollups(p, gen, start, g, false, nil)
 				continue
 			}
 			have[start] = true
 			// The day's hours, grown window by window.
-			if err := s.decodeRollups(p, gen, blocks, g, start, hour, int(int64(day)/hour), out); err != nil {
+			if err := s.decodeRollups(p, gen, blocks, g, start, hour, hint, out); err != nil {
 				return err
 			}
 		}

@@ -137,6 +137,7 @@ func (s *Store) applyRetention(now int64) error {
 			continue
 		}
 		s.cache.forget(p)
+		s.rollups.forget(p)
 		s.m.partitionsDeleted.Inc()
 		s.log.Info("store: raw partition expired", "partition", p.path)
 	}
@@ -153,6 +154,7 @@ func (s *Store) applyRetention(now int64) error {
 				continue
 			}
 			s.cache.forget(p)
+			s.rollups.forget(p)
 			s.m.partitionsDeleted.Inc()
 			s.log.Info("store: partition expired", "tier", tk.t.String(), "partition", p.path)
 		}

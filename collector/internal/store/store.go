@@ -121,7 +121,10 @@ type Store struct {
 	parts *partitions
 	codec *codec
 	cache *blockCache
-	head  head
+	// rollups keeps decoded rollup chunks (an eighth of the block cache's
+	// bytes): see rollupCache.
+	rollups *rollupCache
+	head    head
 
 	rolledMu sync.RWMutex
 	rolled   map[int64]bool // days whose 1h rollups are written
@@ -150,6 +153,8 @@ type storeMetrics struct {
 	partitionsDeleted *metrics.Counter
 	cacheHits         *metrics.Counter
 	cacheMisses       *metrics.Counter
+	rollupHits        *metrics.Counter
+	rollupMisses      *metrics.Counter
 	flushDuration     *metrics.Histogram
 }
 
@@ -216,6 +221,7 @@ func OpenDir(dir string, opts Options) (*Store, error) {
 		parts:    parts,
 		codec:    cd,
 		cache:    newBlockCache(opts.BlockCacheBytes),
+		rollups:  newRollupCache(opts.BlockCacheBytes / 8),
 		flushReq: make(chan func() error),
 		kick:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -253,6 +259,8 @@ func (s *Store) initMetrics() {
 		partitionsDeleted: set.NewCounter("citysense_store_partitions_deleted_total"),
 		cacheHits:         set.NewCounter(`citysense_store_block_cache_requests_total{result="hit"}`),
 		cacheMisses:       set.NewCounter(`citysense_store_block_cache_requests_total{result="miss"}`),
+		rollupHits:        set.NewCounter(`citysense_store_rollup_cache_requests_total{result="hit"}`),
+		rollupMisses:      set.NewCounter(`citysense_store_rollup_cache_requests_total{result="miss"}`),
 		flushDuration:     set.NewHistogram("citysense_store_flush_duration_seconds"),
 	}
 	set.NewGauge("citysense_store_head_points", func() float64 {

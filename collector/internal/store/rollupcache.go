@@ -1,0 +1,168 @@
+package store
+
+import (
+	"container/list"
+	"slices"
+	"sync"
+)
+
+// rollupCache keeps decoded rollup chunks of single series, and which
+// (group, window or day) has blocks at all, by partition and write
+// generation like the block cache. A chart read again — the portal's
+// station page, a dashboard — then takes no read transaction, no block
+// lookup and no decoding for the hours already on disk: on a core that
+// idled before the request, touching a dozen blocks' index and stream
+// arrays cost more than the decoding itself.
+type rollupCache struct {
+	mu    sync.Mutex
+	max   int
+	size  int
+	lru   *list.List // of *rollupEntry, most recent at the front
+	items map[rollupKey]*list.Element
+}
+
+type rollupKey struct {
+	p     *partition
+	gen   uint64
+	base  int64  // the window's or day's start
+	id    uint32 // a series, or a group when group is set
+	group bool
+}
+
+type rollupEntry struct {
+	k   rollupKey
+	bs  []Bucket // a series' buckets; empty when it has no chunk there
+	has bool     // a group's: whether it has blocks there
+}
+
+func (e *rollupEntry) cost() int { return 96 + 72*cap(e.bs) }
+
+func newRollupCache(max int) *rollupCache {
+	return &rollupCache{max: max, lru: list.New(), items: map[rollupKey]*list.Element{}}
+}
+
+func (c *rollupCache) get(k rollupKey) (*rollupEntry, bool) {
+	if c == nil || c.max <= 0 {
+		return nil, false
+	}
+	e, ok := c.items[k]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*rollupEntry), true
+}
+
+// put stores e; the caller holds c.mu.
+func (c *rollupCache) put(e *rollupEntry) {
+	if c == nil || c.max <= 0 {
+		return
+	}
+	if old, ok := c.items[e.k]; ok {
+		c.size -= old.Value.(*rollupEntry).cost()
+		c.lru.Remove(old)
+	}
+	c.items[e.k] = c.lru.PushFront(e)
+	c.size += e.cost()
+	for c.size > c.max {
+		last := c.lru.Back()
+		le := last.Value.(*rollupEntry)
+		c.lru.Remove(last)
+		delete(c.items, le.k)
+		c.size -= le.cost()
+	}
+}
+
+// forget drops every entry of p, a partition being deleted.
+func (c *rollupCache) forget(p *partition) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.items {
+		if k.p == p {
+			c.lru.Remove(e)
+			delete(c.items, k)
+			c.size -= e.Value.(*rollupEntry).cost()
+		}
+	}
+}
+
+// cachedRollups appends to db the buckets of g's series at base in p (at
+// generation gen) when the cache knows all of them, and reports whether
+// it did and whether the group has blocks there. db is left alone on a
+// miss.
+func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs, db dayBuckets) (hit, has bool) {
+	c := s.rollups
+	if c == nil || c.max <= 0 {
+		return false, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ge, ok := c.get(rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true})
+	if !ok {
+		return false, false
+	}
+	if !ge.has {
+		return true, false
+	}
+	for _, id := range g.ids {
+		if _, ok := c.items[rollupKey{p: p, gen: gen, base: base, id: id}]; !ok {
+			return false, false
+		}
+	}
+	for _, id := range g.ids {
+		e, _ := c.get(rollupKey{p: p, gen: gen, base: base, id: id})
+		if len(e.bs) == 0 {
+			continue
+		}
+		// Clipped, so that a caller appending (late points from the
+		// head) copies instead of writing into the cached array.
+		db[id] = slices.Clip(e.bs)
+	}
+	return true, true
+}
+
+// noteRollups records what a read found at base in p: whether g has
+// blocks there and, for each of g's series, its decoded buckets (got maps
+// a series to them; a series missing from got has no chunk there).
+func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, has bool, got map[uint32][]Bucket) {
+	c := s.rollups
+	if c == nil || c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.put(&rollupEntry{k: rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true}, has: has})
+	if !has {
+		return
+	}
+	for _, id := range g.ids {
+		c.put(&rollupEntry{k: rollupKey{p: p, gen: gen, base: base, id: id}, bs: got[id]})
+	}
+}
+
+// cachedDays returns, by start, the buckets of g's series at every start
+// from first to last (step apart) in p that has blocks, when the rollup
+// cache knows all of them at p's current generation.
+func (s *Store) cachedDays(p *partition, g groupRefs, first, last, step int64) (map[int64]dayBuckets, bool) {
+	if s.rollups == nil || s.rollups.max <= 0 {
+		return nil, false
+	}
+	gen := p.gen.Load()
+	out := map[int64]dayBuckets{}
+	for base := first; base <= last; base += step {
+		db := dayBuckets{}
+		hit, has := s.cachedRollups(p, gen, base, g, db)
+		if !hit {
+			s.m.rollupMisses.Inc()
+			return nil, false
+		}
+		if has {
+			out[base] = db
+		}
+	}
+	s.m.rollupHits.Inc()
+	return out, true
+}
