@@ -1,9 +1,6 @@
 package store
 
-import (
-	"container/list"
-	"sync"
-)
+import "sync"
 
 // blockCache keeps decompressed blocks for reads, least recently used out
 // first: a dashboard asks the same hours again and again, and decompressing
@@ -13,11 +10,8 @@ import (
 // block key. A write bumps the generation after it commits, so later reads
 // never see a block it replaced; entries of old generations age out.
 type blockCache struct {
-	mu    sync.Mutex
-	max   int
-	size  int
-	lru   *list.List // of *cacheEntry, most recent at the front
-	items map[cacheKey]*list.Element
+	mu sync.Mutex
+	c  *lru[cacheKey, *block]
 }
 
 type cacheKey struct {
@@ -26,49 +20,31 @@ type cacheKey struct {
 	key [keyLen]byte
 }
 
-type cacheEntry struct {
-	k   cacheKey
-	blk *block
-}
-
 func newBlockCache(max int) *blockCache {
-	return &blockCache{max: max, lru: list.New(), items: map[cacheKey]*list.Element{}}
+	return &blockCache{c: newLRU[cacheKey](max, (*block).cost)}
 }
 
 func (c *blockCache) get(k cacheKey) *block {
-	if c == nil || c.max <= 0 {
+	if c == nil || c.c.max <= 0 {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
-		c.lru.MoveToFront(e)
-		return e.Value.(*cacheEntry).blk
-	}
-	return nil
+	b, _ := c.c.get(k)
+	return b
 }
 
 func (c *blockCache) put(k cacheKey, b *block) {
-	if c == nil || c.max <= 0 {
+	if c == nil || c.c.max <= 0 {
 		return
 	}
-	n := b.cost()
-	if n > c.max/4 {
+	if b.cost() > c.c.max/4 {
 		return // would push out too much else
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[k]; ok {
-		return
-	}
-	c.items[k] = c.lru.PushFront(&cacheEntry{k: k, blk: b})
-	c.size += n
-	for c.size > c.max {
-		e := c.lru.Back()
-		ce := e.Value.(*cacheEntry)
-		c.lru.Remove(e)
-		delete(c.items, ce.k)
-		c.size -= ce.blk.cost()
+	if !c.c.has(k) {
+		c.c.put(k, b)
 	}
 }
 
@@ -79,13 +55,7 @@ func (c *blockCache) forget(p *partition) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, e := range c.items {
-		if k.p == p {
-			c.lru.Remove(e)
-			delete(c.items, k)
-			c.size -= e.Value.(*cacheEntry).blk.cost()
-		}
-	}
+	c.c.drop(func(k cacheKey) bool { return k.p == p })
 }
 
 // cost is what a cached block holds on to, roughly.

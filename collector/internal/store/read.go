@@ -485,7 +485,7 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 // the group has blocks at base.
 func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g groupRefs, base, res int64, hint int, db dayBuckets) error {
 	var got map[uint32][]Bucket
-	if s.rollups != nil && s.rollups.max > 0 {
+	if s.rollups.enabled() {
 		got = make(map[uint32][]Bucket, len(g.ids))
 	}
 	cur, curBlk := -1, (*block)(nil)

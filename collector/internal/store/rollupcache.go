@@ -1,7 +1,6 @@
 package store
 
 import (
-	"container/list"
 	"slices"
 	"sync"
 )
@@ -14,11 +13,8 @@ import (
 // idled before the request, touching a dozen blocks' index and stream
 // arrays cost more than the decoding itself.
 type rollupCache struct {
-	mu    sync.Mutex
-	max   int
-	size  int
-	lru   *list.List // of *rollupEntry, most recent at the front
-	items map[rollupKey]*list.Element
+	mu sync.Mutex
+	c  *lru[rollupKey, rollupEntry]
 }
 
 type rollupKey struct {
@@ -30,48 +26,17 @@ type rollupKey struct {
 }
 
 type rollupEntry struct {
-	k   rollupKey
 	bs  []Bucket // a series' buckets; empty when it has no chunk there
 	has bool     // a group's: whether it has blocks there
 }
 
-func (e *rollupEntry) cost() int { return 96 + 72*cap(e.bs) }
+func (e rollupEntry) cost() int { return 96 + 72*cap(e.bs) }
 
 func newRollupCache(max int) *rollupCache {
-	return &rollupCache{max: max, lru: list.New(), items: map[rollupKey]*list.Element{}}
+	return &rollupCache{c: newLRU[rollupKey](max, rollupEntry.cost)}
 }
 
-func (c *rollupCache) get(k rollupKey) (*rollupEntry, bool) {
-	if c == nil || c.max <= 0 {
-		return nil, false
-	}
-	e, ok := c.items[k]
-	if !ok {
-		return nil, false
-	}
-	c.lru.MoveToFront(e)
-	return e.Value.(*rollupEntry), true
-}
-
-// put stores e; the caller holds c.mu.
-func (c *rollupCache) put(e *rollupEntry) {
-	if c == nil || c.max <= 0 {
-		return
-	}
-	if old, ok := c.items[e.k]; ok {
-		c.size -= old.Value.(*rollupEntry).cost()
-		c.lru.Remove(old)
-	}
-	c.items[e.k] = c.lru.PushFront(e)
-	c.size += e.cost()
-	for c.size > c.max {
-		last := c.lru.Back()
-		le := last.Value.(*rollupEntry)
-		c.lru.Remove(last)
-		delete(c.items, le.k)
-		c.size -= le.cost()
-	}
-}
+func (c *rollupCache) enabled() bool { return c != nil && c.c.max > 0 }
 
 // forget drops every entry of p, a partition being deleted.
 func (c *rollupCache) forget(p *partition) {
@@ -80,13 +45,7 @@ func (c *rollupCache) forget(p *partition) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, e := range c.items {
-		if k.p == p {
-			c.lru.Remove(e)
-			delete(c.items, k)
-			c.size -= e.Value.(*rollupEntry).cost()
-		}
-	}
+	c.c.drop(func(k rollupKey) bool { return k.p == p })
 }
 
 // cachedRollups appends to db the buckets of g's series at base in p (at
@@ -95,12 +54,12 @@ func (c *rollupCache) forget(p *partition) {
 // miss.
 func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs, db dayBuckets) (hit, has bool) {
 	c := s.rollups
-	if c == nil || c.max <= 0 {
+	if !c.enabled() {
 		return false, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ge, ok := c.get(rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true})
+	ge, ok := c.c.get(rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true})
 	if !ok {
 		return false, false
 	}
@@ -108,12 +67,12 @@ func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs,
 		return true, false
 	}
 	for _, id := range g.ids {
-		if _, ok := c.items[rollupKey{p: p, gen: gen, base: base, id: id}]; !ok {
+		if !c.c.has(rollupKey{p: p, gen: gen, base: base, id: id}) {
 			return false, false
 		}
 	}
 	for _, id := range g.ids {
-		e, _ := c.get(rollupKey{p: p, gen: gen, base: base, id: id})
+		e, _ := c.c.get(rollupKey{p: p, gen: gen, base: base, id: id})
 		if len(e.bs) == 0 {
 			continue
 		}
@@ -129,17 +88,17 @@ func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs,
 // a series to them; a series missing from got has no chunk there).
 func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, has bool, got map[uint32][]Bucket) {
 	c := s.rollups
-	if c == nil || c.max <= 0 {
+	if !c.enabled() {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.put(&rollupEntry{k: rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true}, has: has})
+	c.c.put(rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true}, rollupEntry{has: has})
 	if !has {
 		return
 	}
 	for _, id := range g.ids {
-		c.put(&rollupEntry{k: rollupKey{p: p, gen: gen, base: base, id: id}, bs: got[id]})
+		c.c.put(rollupKey{p: p, gen: gen, base: base, id: id}, rollupEntry{bs: got[id]})
 	}
 }
 
@@ -147,7 +106,7 @@ func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, h
 // from first to last (step apart) in p that has blocks, when the rollup
 // cache knows all of them at p's current generation.
 func (s *Store) cachedDays(p *partition, g groupRefs, first, last, step int64) (map[int64]dayBuckets, bool) {
-	if s.rollups == nil || s.rollups.max <= 0 {
+	if !s.rollups.enabled() {
 		return nil, false
 	}
 	gen := p.gen.Load()
