@@ -172,11 +172,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		}
 		results = append(results, r)
 	}
+	if err := queryAll(ctx, cfg, log, systems, work, ds, results); err != nil {
+		return err
+	}
 	report(out, cfg, ds, results)
 	return nil
 }
 
-// measure runs one system through ingest, the clean stop, and queries.
+// measure runs one system through ingest and the clean stop.
 func measure(ctx context.Context, cfg config, log *slog.Logger, sys system, dir string, ds *dataset) (result, error) {
 	r := result{name: sys.name()}
 	log = log.With("system", sys.name())
@@ -227,27 +230,6 @@ func measure(ctx context.Context, cfg config, log *slog.Logger, sys system, dir 
 	r.storeBytes = sys.storeBytes(dir)
 	log.Info("stopped", "cpu", r.ingestCPU.Round(time.Millisecond), "disk", r.diskBytes, "peak_rss", r.peakRSS)
 
-	// Queries run on a restarted server, as they would on a cold box.
-	p, err = sys.start(ctx, dir)
-	if err != nil {
-		return r, fmt.Errorf("restart: %w", err)
-	}
-	defer p.kill()
-	if err := waitFor(ctx, 5*time.Minute, func() (bool, error) { return sys.stored(ctx, ds) }); err != nil {
-		return r, fmt.Errorf("after restart: %w", err)
-	}
-	for i, q := range sys.queries(ds) {
-		d, err := timeQuery(ctx, q, cfg.runs)
-		if err != nil {
-			r.queryErrors[i] = err.Error()
-			log.Warn("query failed", "query", i+1, "err", err)
-			continue
-		}
-		r.queries[i] = d
-	}
-	if _, err := p.stop(2 * time.Minute); err != nil {
-		log.Warn("stop after queries", "err", err)
-	}
 	return r, nil
 }
 
@@ -330,24 +312,99 @@ func (q query) do(ctx context.Context) error {
 	return nil
 }
 
-// timeQuery checks the answer, warms up twice and returns the median of
-// runs timings.
-func timeQuery(ctx context.Context, q query, runs int) (time.Duration, error) {
-	for range 2 {
-		if err := q.do(ctx); err != nil {
-			return 0, err
+// queryAll restarts every system on its data directory, as it would run
+// on a cold box, and times the queries with the systems interleaved: each
+// round sends a query once to every system, in an order that rotates from
+// round to round. The machine's speed drifts by a third over a minute here
+// (the same server answered the same query in 0.30 ms one minute and
+// 0.53 ms the next), so systems timed one after the other compare that
+// drift more than themselves; interleaved, every system sees the same
+// moments. The servers run side by side only now, idle but for the
+// queries: ingest, CPU, disk and RSS were measured with each alone.
+func queryAll(ctx context.Context, cfg config, log *slog.Logger, systems []system, work string, ds *dataset, results []result) error {
+	procs := make([]*proc, len(systems))
+	defer func() {
+		for _, p := range procs {
+			if p != nil {
+				p.kill()
+			}
+		}
+	}()
+	for i, sys := range systems {
+		p, err := sys.start(ctx, filepath.Join(work, sys.name()))
+		if err != nil {
+			return fmt.Errorf("%s: restart: %w", sys.name(), err)
+		}
+		procs[i] = p
+		if err := waitFor(ctx, 5*time.Minute, func() (bool, error) { return sys.stored(ctx, ds) }); err != nil {
+			return fmt.Errorf("%s: after restart: %w", sys.name(), err)
 		}
 	}
-	ds := make([]time.Duration, 0, runs)
-	for range runs {
-		begin := time.Now()
-		if err := q.do(ctx); err != nil {
-			return 0, err
+	for i, p := range procs {
+		if err := p.waitIdle(ctx, time.Minute); err != nil {
+			log.Warn("server did not settle after restart", "system", systems[i].name(), "err", err)
 		}
-		ds = append(ds, time.Since(begin))
 	}
-	slices.Sort(ds)
-	return ds[len(ds)/2], nil
+	qs := make([][3]query, len(systems))
+	for i, sys := range systems {
+		qs[i] = sys.queries(ds)
+	}
+	log.Info("timing queries", "runs", cfg.runs)
+	for qi := range 3 {
+		times, errs := timeInterleaved(ctx, len(systems), cfg.runs, func(i int) query { return qs[i][qi] })
+		for i := range systems {
+			if errs[i] != nil {
+				results[i].queryErrors[qi] = errs[i].Error()
+				log.Warn("query failed", "system", systems[i].name(), "query", qi+1, "err", errs[i])
+				continue
+			}
+			results[i].queries[qi] = times[i]
+		}
+	}
+	for i, p := range procs {
+		if _, err := p.stop(2 * time.Minute); err != nil {
+			log.Warn("stop after queries", "system", systems[i].name(), "err", err)
+		}
+		procs[i] = nil
+	}
+	return nil
+}
+
+// timeInterleaved times query q(i) of n systems: two warm-up requests
+// each, then runs rounds in which every system still answering gets one
+// request, starting with system r mod n in round r. It returns each
+// system's median, or the error that took it out (its answer is checked
+// every time).
+func timeInterleaved(ctx context.Context, n, runs int, q func(i int) query) ([]time.Duration, []error) {
+	errs := make([]error, n)
+	for i := range n {
+		for range 2 {
+			if errs[i] == nil {
+				errs[i] = q(i).do(ctx)
+			}
+		}
+	}
+	ds := make([][]time.Duration, n)
+	for r := range runs {
+		for k := range n {
+			i := (r + k) % n
+			if errs[i] != nil {
+				continue
+			}
+			begin := time.Now()
+			if errs[i] = q(i).do(ctx); errs[i] == nil {
+				ds[i] = append(ds[i], time.Since(begin))
+			}
+		}
+	}
+	med := make([]time.Duration, n)
+	for i := range n {
+		if errs[i] == nil && len(ds[i]) > 0 {
+			slices.Sort(ds[i])
+			med[i] = ds[i][len(ds[i])/2]
+		}
+	}
+	return med, errs
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
