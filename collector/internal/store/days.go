@@ -1,23 +1,22 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Each written window's hours go at once into chunks of their own, in the
-// day's file of tierOpen. A day is rolled up once it has closed — no window
-// of it is left in the head and the newest data (or the wall clock) is past
-// its end plus the grace period: its hours are recomputed from its raw
-// points and written into the 1h partition as one chunk per series and day,
-// the day marked rolled up in the same transaction, and the day's tierOpen
-// file deleted. A chunk per day keeps a long range to one block per day;
-// rewriting the day's chunk as each window came in instead left bbolt as
-// many free pages as data (measured), and so did deleting window chunks
-// from the 1h file: a file of its own goes whole.
+// A day is rolled up once it has closed — no window of it is left in the
+// head and the newest data (or the wall clock) is past its end plus the
+// grace period: its hours are computed from its raw points and written into
+// the 1h partition as one chunk per series and day, the day marked rolled up
+// in the same transaction. A chunk per day keeps a long range to one block
+// per day; rewriting the day's chunk as each window came in instead left
+// bbolt as many free pages as data (measured). Until then, reads compute an
+// open day's hours from its raw chunks (openDayHours): keeping them written
+// per window cost 0.03 bytes a point at 20:00 (4% of the store) and a second
+// fsync'd transaction for every window.
 
 // loadRolled reads which days are rolled up from every 1h partition.
 func (s *Store) loadRolled() error {
@@ -46,22 +45,6 @@ func (s *Store) rolledUp(d int64) bool {
 	s.rolledMu.RLock()
 	defer s.rolledMu.RUnlock()
 	return s.rolled[d]
-}
-
-// dropOpenDays deletes the tierOpen files of days already rolled up (left
-// over when the process stopped between the roll-up and the deletion).
-func (s *Store) dropOpenDays() error {
-	var errs []error
-	for _, op := range s.parts.list(tierOpen, minTime, maxTime) {
-		if s.rolledUp(op.start) {
-			if err := s.parts.remove(op); err != nil {
-				errs = append(errs, err)
-			}
-			s.cache.forget(op)
-			s.rollups.forget(op)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // closeDays rolls up the raw days that have closed.
@@ -122,15 +105,6 @@ func (s *Store) rollupDay(p *partition) error {
 	s.rolledMu.Lock()
 	s.rolled[p.start] = true
 	s.rolledMu.Unlock()
-	// The window chunks are superseded. Should this fail, or the process
-	// stop first, dropOpenDays retries.
-	if op := s.parts.get(tierOpen, p.start); op != nil {
-		if err := s.parts.remove(op); err != nil {
-			return err
-		}
-		s.cache.forget(op)
-		s.rollups.forget(op)
-	}
 	s.log.Debug("store: day rolled up", "day", time.Unix(0, p.start).UTC().Format(partitionDate))
 	return nil
 }

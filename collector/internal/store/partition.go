@@ -24,15 +24,10 @@ const (
 	tierRaw tier = iota
 	tier1m
 	tier1h
-	// tierOpen holds, per day not yet rolled up, the hours of each written
-	// window (keyed like raw blocks: window start, group, first id). The
-	// day's file is deleted when the day is rolled up into tier1h, so that
-	// the window chunks leave no free pages behind in the 1h files.
-	tierOpen
 	numTiers
 )
 
-func (t tier) String() string { return [...]string{"raw", "1m", "1h", "1h-open"}[t] }
+func (t tier) String() string { return [...]string{"raw", "1m", "1h"}[t] }
 
 var (
 	bucketBlocks = []byte("blocks")

@@ -488,9 +488,38 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 	if s.rollups.enabled() {
 		got = make(map[uint32][]Bucket, len(g.ids))
 	}
+	err := s.eachChunk(p, gen, blocks, g.ids, func(id uint32, streams [][]byte) error {
+		bs := db[id]
+		if bs == nil && hint > 0 {
+			bs = make([]Bucket, 0, hint)
+		}
+		n := len(bs)
+		bs, err := decodeRollupChunk(streams, base, res, bs)
+		if err != nil {
+			return err
+		}
+		db[id] = bs
+		if got != nil {
+			got[id] = slices.Clone(bs[n:])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if got != nil {
+		s.noteRollups(p, gen, base, g, true, got)
+	}
+	return nil
+}
+
+// eachChunk calls fn with the streams of each of ids (ascending) that has
+// a chunk in blocks (those of one group and start in p, read at generation
+// gen), reading each block once through the block cache.
+func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uint32, fn func(id uint32, streams [][]byte) error) error {
 	cur, curBlk := -1, (*block)(nil)
 	var streams [][]byte
-	for _, id := range g.ids {
+	for _, id := range ids {
 		i := blockFor(blocks, id)
 		if i != cur {
 			blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
@@ -503,52 +532,42 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 		if streams, ok = curBlk.chunkInto(id, streams); !ok {
 			continue
 		}
-		bs := db[id]
-		if bs == nil && hint > 0 {
-			bs = make([]Bucket, 0, hint)
-		}
-		n := len(bs)
-		bs, err := decodeRollupChunk(streams, base, res, bs)
-		if err != nil {
+		if err := fn(id, streams); err != nil {
 			return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
 		}
-		db[id] = bs
-		if got != nil {
-			got[id] = slices.Clone(bs[n:])
-		}
-	}
-	if got != nil {
-		s.noteRollups(p, gen, base, g, true, got)
 	}
 	return nil
 }
 
-// readOpenHours reads the window rollup chunks of g's series for the
-// windows of day d that were written but not rolled up yet, and reports
-// which windows had any.
-func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool, error) {
-	p := s.parts.get(tierOpen, d)
-	if p == nil {
-		return nil, nil, nil
-	}
+// openDayHours returns the hours of g's series in the windows of day d
+// that are written to p (the day's raw partition, not rolled up yet), and
+// which windows had blocks of g. They are computed from the raw chunks
+// (the windows' merged raw points, so any order or repetition of writes
+// gives the same hours) and kept in the rollup cache by window, so that a
+// chart of today read again decodes nothing; a write to the day's file
+// changes its generation and with it every key.
+func (s *Store) openDayHours(g groupRefs, p *partition, d int64) (dayBuckets, map[int64]bool, error) {
 	win, hour := int64(s.opts.Window), int64(time.Hour)
 	hint := int(int64(day) / hour)
+	out, have := dayBuckets{}, map[int64]bool{}
+	add := func(start int64, db dayBuckets) {
+		have[start] = true
+		for id, bs := range db {
+			if out[id] == nil {
+				out[id] = make([]Bucket, 0, hint)
+			}
+			out[id] = append(out[id], bs...)
+		}
+	}
 	if wins, ok := s.cachedDays(p, g, d, d+int64(day)-1, win); ok {
-		out, have := dayBuckets{}, map[int64]bool{}
 		for start := d; start < d+int64(day); start += win {
 			if db, ok := wins[start]; ok {
-				have[start] = true
-				for id, bs := range db {
-					if out[id] == nil {
-						out[id] = make([]Bucket, 0, hint)
-					}
-					out[id] = append(out[id], bs...)
-				}
+				add(start, db)
 			}
 		}
 		return out, have, nil
 	}
-	out, have := dayBuckets{}, map[int64]bool{}
+	var scratch column
 	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
 		for start := d; start < d+int64(day); start += win {
 			blocks := listBlocks(b, g.gid, start)
@@ -556,11 +575,19 @@ func (s *Store) readOpenHours(g groupRefs, d int64) (dayBuckets, map[int64]bool,
 				s.noteRollups(p, gen, start, g, false, nil)
 				continue
 			}
-			have[start] = true
-			// The day's hours, grown window by window.
-			if err := s.decodeRollups(p, gen, blocks, g, start, hour, hint, out); err != nil {
+			got := make(map[uint32][]Bucket, len(g.ids))
+			err := s.eachChunk(p, gen, blocks, g.ids, func(id uint32, streams [][]byte) error {
+				if err := decodeChunk(streams, start, &scratch); err != nil {
+					return err
+				}
+				got[id] = appendBuckets(nil, &scratch, hour)
+				return nil
+			})
+			if err != nil {
 				return err
 			}
+			s.noteRollups(p, gen, start, g, true, got)
+			add(start, got)
 		}
 		return nil
 	})
@@ -588,16 +615,17 @@ func (s *Store) rawBuckets(ctx context.Context, g groupRefs, wins []windowSrc, r
 // readRollups reads g's buckets of res day by day. For hours, a day whose
 // rollups were written (it closed) comes from the 1h tier, with the windows
 // the head still holds (late points) aggregated from raw points; a day still
-// open is aggregated from its raw points. For minutes, a day whose raw
-// points are kept is aggregated from them, an older one comes from the 1m
-// tier.
+// open is aggregated from its raw points, the written windows' hours
+// through the rollup cache. For minutes, a day whose raw points are kept is
+// aggregated from them, an older one comes from the 1m tier.
 func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int64, fn func(i int, bs []Bucket) error) error {
-	// An hourly read of a rolled-up day needs only the windows of it
-	// still in the head (late points): its written windows are in the
-	// day's rollups, so their raw partition is not looked at.
+	// An hourly read needs only the head's windows listed: a rolled-up
+	// day's written windows are in its rollups, an open day's are found
+	// by openDayHours, so no raw partition is looked at here.
+	hourly := res == int64(time.Hour) && s.parts.period[tierRaw] == int64(day)
 	var skip func(int64) bool
-	if res == int64(time.Hour) && s.parts.period[tierRaw] == int64(day) {
-		skip = s.rolledUp
+	if hourly {
+		skip = func(int64) bool { return true }
 	}
 	rawWins, err := s.rawWindowsExcept(g.gid, from, to, skip)
 	if err != nil {
@@ -625,6 +653,13 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 			days = append(days, d)
 		}
 	}
+	if hourly {
+		for _, p := range s.parts.list(tierRaw, from, to) {
+			if !s.rolledUp(p.start) && !slices.Contains(days, p.start) {
+				days = append(days, p.start)
+			}
+		}
+	}
 	slices.Sort(days)
 	for _, d := range days {
 		if err := ctx.Err(); err != nil {
@@ -644,15 +679,15 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 			// Late points in the head are not in the closed day's
 			// rollups yet.
 			wins = slices.DeleteFunc(slices.Clone(wins), func(w windowSrc) bool { return !w.inHead })
-		case t == tier1h:
-			// An open day: the written windows' hours are in their own
-			// chunks; the head's windows, and any written window without
-			// chunks, come from raw points.
-			var have map[int64]bool
-			if db, have, err = s.readOpenHours(g, d); err != nil {
-				return err
+		case hourly:
+			// An open day: the written windows' hours from their raw
+			// chunks (cached); the head's windows, merged with what is
+			// written of them, from raw points below.
+			if p := s.parts.get(tierRaw, d); p != nil {
+				if db, _, err = s.openDayHours(g, p, d); err != nil {
+					return err
+				}
 			}
-			wins = slices.DeleteFunc(slices.Clone(wins), func(w windowSrc) bool { return have[w.start] && !w.inHead })
 		}
 		if db == nil {
 			db = dayBuckets{}

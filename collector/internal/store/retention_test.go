@@ -77,7 +77,7 @@ func TestStore_retention(t *testing.T) {
 	opts := testOptions(start)
 	opts.Now = func() time.Time { return time.Unix(0, clock.Load()) }
 	opts.Retention = Retention{Raw: 2 * day, Minute: 4 * day, Hour: 6 * day}
-	opts.periods = [numTiers]time.Duration{day, day, day, day}
+	opts.periods = [numTiers]time.Duration{day, day, day}
 	dir := t.TempDir()
 	s, err := OpenDir(dir, opts)
 	if err != nil {

@@ -85,7 +85,7 @@ func DefaultOptions() Options {
 		FlushInterval:   time.Second,
 		MaxHeadPoints:   50_000_000,
 		BlockCacheBytes: 64 << 20,
-		periods:         [numTiers]time.Duration{day, week, 4 * week, day},
+		periods:         [numTiers]time.Duration{day, week, 4 * week},
 	}
 }
 
@@ -233,8 +233,12 @@ func OpenDir(dir string, opts Options) (*Store, error) {
 		s.closeFiles()
 		return nil, fmt.Errorf("open store %q: %w", dir, err)
 	}
-	if err := s.dropOpenDays(); err != nil {
-		s.log.Error("store: deleting window rollups of rolled-up days", "err", err)
+	// Stores written before 2026-11-23 kept an open day's hours in files
+	// of their own; reads compute them from raw chunks now.
+	if old := filepath.Join(dir, "1h-open"); dirExists(old) {
+		if err := os.RemoveAll(old); err != nil {
+			s.log.Error("store: deleting the obsolete 1h-open directory", "err", err)
+		}
 	}
 	if err := s.applyRetention(opts.Now().UnixNano()); err != nil {
 		s.log.Error("store: retention", "err", err)
@@ -573,4 +577,9 @@ func sortedKeys[V any](m map[uint32]V) []uint32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }

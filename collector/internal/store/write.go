@@ -10,11 +10,13 @@ import (
 
 // writeWindow writes one window of the head: its raw chunks into the raw
 // partition of its day, merged with whatever that window already holds on
-// disk (late points, a replay after a crash, an earlier forced flush); then
-// the window's hours, recomputed from the merged raw chunks — so rollups
-// stay right whatever order or how often points arrive. Each file's
-// transaction is fsync'd; only after both may the window's tickets be
-// released.
+// disk (late points, a replay after a crash, an earlier forced flush). When
+// the day was rolled up already (late points), the window's hours are then
+// recomputed from the merged raw chunks and replaced in the day's rollups,
+// so that they stay right whatever order or how often points arrive. Each
+// file's transaction is fsync'd; only after all may the window's tickets be
+// released. An open day's hours are not written: reads compute them from
+// the raw chunks (and cache them) until the day is rolled up.
 func (s *Store) writeWindow(w *headWindow) error {
 	byGroup := map[uint32][]uint32{}
 	for id, hs := range w.bySeries {
@@ -25,15 +27,21 @@ func (s *Store) writeWindow(w *headWindow) error {
 		slices.Sort(ids)
 	}
 
+	dayStart := floorTo(w.start, int64(day))
+	rolled := s.rolledUp(dayStart)
 	rp, db, err := s.parts.create(tierRaw, w.start)
 	if err != nil {
 		return err
 	}
 	// Each series is unpacked into one scratch column, merged, encoded and
-	// reduced to its hours at once, so that a window is never held
-	// unpacked in full: the hours are all the second pass needs.
+	// (for a rolled-up day) reduced to its hours at once, so that a window
+	// is never held unpacked in full: the hours are all the second pass
+	// needs.
 	hour := int64(time.Hour)
-	hours := make(map[uint32][]Bucket, len(w.bySeries))
+	var hours map[uint32][]Bucket
+	if rolled {
+		hours = make(map[uint32][]Bucket, len(w.bySeries))
+	}
 	var scratch, oc column
 	var fresh []Bucket
 	err = rp.update(db, func(tx *bolt.Tx) error {
@@ -50,8 +58,10 @@ func (s *Store) writeWindow(w *headWindow) error {
 					}
 					upd = mergeColumns(&oc, upd)
 				}
-				fresh = appendBuckets(fresh[:0], upd, hour)
-				hours[id] = slices.Clone(fresh)
+				if rolled {
+					fresh = appendBuckets(fresh[:0], upd, hour)
+					hours[id] = slices.Clone(fresh)
+				}
 				return encodeChunk(upd, w.start), nil
 			})
 			if err != nil {
@@ -64,47 +74,34 @@ func (s *Store) writeWindow(w *headWindow) error {
 		return fmt.Errorf("write window %s: %w", time.Unix(0, w.start).UTC().Format(time.RFC3339), err)
 	}
 
-	// The window's hours, recomputed from the merged raw chunks: into the
-	// day's rollups when the day was rolled up already (late points), else
-	// into the window's own rollup chunks until the day closes.
-	dayStart := floorTo(w.start, int64(day))
-	rolled := s.rolledUp(dayStart)
-	end := w.start + int64(s.opts.Window)
-	t := tierOpen
-	if rolled {
-		t = tier1h
+	if !rolled {
+		return nil
 	}
-	hp, db, err := s.parts.create(t, w.start)
+
+	// Late points of a rolled-up day: the window's hours, recomputed from
+	// the merged raw chunks, replace the window's part of the day's chunk.
+	end := w.start + int64(s.opts.Window)
+	hp, db, err := s.parts.create(tier1h, w.start)
 	if err != nil {
 		return err
 	}
 	err = hp.update(db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocks)
 		for _, gid := range gids {
-			var err error
-			if rolled {
-				err = s.updateChunks(b, gid, dayStart, byGroup[gid], func(id uint32, old [][]byte) ([][]byte, error) {
-					var bs []Bucket
-					if old != nil {
-						var err error
-						if bs, err = decodeRollupChunk(old, dayStart, hour, nil); err != nil {
-							return nil, fmt.Errorf("series %d: %w", id, err)
-						}
+			err := s.updateChunks(b, gid, dayStart, byGroup[gid], func(id uint32, old [][]byte) ([][]byte, error) {
+				var bs []Bucket
+				if old != nil {
+					var err error
+					if bs, err = decodeRollupChunk(old, dayStart, hour, nil); err != nil {
+						return nil, fmt.Errorf("series %d: %w", id, err)
 					}
-					bs = replaceBuckets(bs, hours[id], w.start, end)
-					if len(bs) == 0 {
-						return nil, nil
-					}
-					return encodeRollupChunk(bs, dayStart, hour), nil
-				})
-			} else {
-				err = s.updateChunks(b, gid, w.start, byGroup[gid], func(id uint32, _ [][]byte) ([][]byte, error) {
-					if len(hours[id]) == 0 {
-						return nil, nil
-					}
-					return encodeRollupChunk(hours[id], w.start, hour), nil
-				})
-			}
+				}
+				bs = replaceBuckets(bs, hours[id], w.start, end)
+				if len(bs) == 0 {
+					return nil, nil
+				}
+				return encodeRollupChunk(bs, dayStart, hour), nil
+			})
 			if err != nil {
 				return fmt.Errorf("group %d: %w", gid, err)
 			}
