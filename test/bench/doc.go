@@ -10,8 +10,9 @@
 // again, stops it cleanly and measures the data directory. Then it starts
 // every system again on its directory, waits until they idle, and times
 // three queries with the systems interleaved (each round asks every
-// system once, the order rotating), so that the machine's drift over a
-// minute falls on all of them alike:
+// system once, going through every order of them in turn), so that the
+// machine's drift over a minute falls on all of them alike and each
+// follows each other equally often:
 //
 //	Q1  hourly mean of one field of one station over the whole span
 //	Q2  latest value of one field for every station

@@ -314,7 +314,7 @@ func (q query) do(ctx context.Context) error {
 
 // queryAll restarts every system on its data directory, as it would run
 // on a cold box, and times the queries with the systems interleaved: each
-// round sends a query once to every system, in an order that rotates from
+// round sends a query once to every system, in an order that changes from
 // round to round. The machine's speed drifts by a third over a minute here
 // (the same server answered the same query in 0.30 ms one minute and
 // 0.53 ms the next), so systems timed one after the other compare that
@@ -372,9 +372,12 @@ func queryAll(ctx context.Context, cfg config, log *slog.Logger, systems []syste
 
 // timeInterleaved times query q(i) of n systems: two warm-up requests
 // each, then runs rounds in which every system still answering gets one
-// request, starting with system r mod n in round r. It returns each
-// system's median, or the error that took it out (its answer is checked
-// every time).
+// request. The rounds go through every order of the systems in turn, so
+// that each follows each other equally often: a plain rotation of three
+// put CitySense after InfluxDB's 2 ms query in two rounds of three and
+// VictoriaMetrics in one, and a request right after a heavy one is the
+// slower. It returns each system's median, or the error that took it out
+// (its answer is checked every time).
 func timeInterleaved(ctx context.Context, n, runs int, q func(i int) query) ([]time.Duration, []error) {
 	errs := make([]error, n)
 	for i := range n {
@@ -384,10 +387,10 @@ func timeInterleaved(ctx context.Context, n, runs int, q func(i int) query) ([]t
 			}
 		}
 	}
+	orders := permutations(n)
 	ds := make([][]time.Duration, n)
 	for r := range runs {
-		for k := range n {
-			i := (r + k) % n
+		for _, i := range orders[r%len(orders)] {
 			if errs[i] != nil {
 				continue
 			}
@@ -405,6 +408,20 @@ func timeInterleaved(ctx context.Context, n, runs int, q func(i int) query) ([]t
 		}
 	}
 	return med, errs
+}
+
+// permutations lists every order of 0..n-1.
+func permutations(n int) [][]int {
+	if n == 0 {
+		return [][]int{{}}
+	}
+	var out [][]int
+	for _, p := range permutations(n - 1) {
+		for at := 0; at <= len(p); at++ {
+			out = append(out, slices.Insert(slices.Clone(p), at, n-1))
+		}
+	}
+	return out
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {

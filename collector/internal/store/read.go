@@ -540,58 +540,50 @@ func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uin
 }
 
 // openDayHours returns the hours of g's series in the windows of day d
-// that are written to p (the day's raw partition, not rolled up yet), and
-// which windows had blocks of g. They are computed from the raw chunks
-// (the windows' merged raw points, so any order or repetition of writes
-// gives the same hours) and kept in the rollup cache by window, so that a
+// written to p (the day's raw partition, not rolled up yet). They are
+// computed from the raw chunks (the windows' merged raw points, so any
+// order or repetition of writes gives the same hours) and kept in the
+// rollup cache for the day as a whole, like a rolled-up day's, so that a
 // chart of today read again decodes nothing; a write to the day's file
 // changes its generation and with it every key.
-func (s *Store) openDayHours(g groupRefs, p *partition, d int64) (dayBuckets, map[int64]bool, error) {
+func (s *Store) openDayHours(g groupRefs, p *partition, d int64) (dayBuckets, error) {
+	if db, ok := s.cachedDays(p, g, d, d, int64(day)); ok {
+		return db[d], nil
+	}
 	win, hour := int64(s.opts.Window), int64(time.Hour)
 	hint := int(int64(day) / hour)
-	out, have := dayBuckets{}, map[int64]bool{}
-	add := func(start int64, db dayBuckets) {
-		have[start] = true
-		for id, bs := range db {
-			if out[id] == nil {
-				out[id] = make([]Bucket, 0, hint)
-			}
-			out[id] = append(out[id], bs...)
-		}
-	}
-	if wins, ok := s.cachedDays(p, g, d, d+int64(day)-1, win); ok {
-		for start := d; start < d+int64(day); start += win {
-			if db, ok := wins[start]; ok {
-				add(start, db)
-			}
-		}
-		return out, have, nil
-	}
+	db := dayBuckets{}
 	var scratch column
 	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
+		has := false
 		for start := d; start < d+int64(day); start += win {
 			blocks := listBlocks(b, g.gid, start)
 			if len(blocks) == 0 {
-				s.noteRollups(p, gen, start, g, false, nil)
 				continue
 			}
-			got := make(map[uint32][]Bucket, len(g.ids))
+			has = true
 			err := s.eachChunk(p, gen, blocks, g.ids, func(id uint32, streams [][]byte) error {
 				if err := decodeChunk(streams, start, &scratch); err != nil {
 					return err
 				}
-				got[id] = appendBuckets(nil, &scratch, hour)
+				bs := db[id]
+				if bs == nil {
+					bs = make([]Bucket, 0, hint)
+				}
+				db[id] = appendBuckets(bs, &scratch, hour)
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			s.noteRollups(p, gen, start, g, true, got)
-			add(start, got)
 		}
+		for id, bs := range db {
+			db[id] = slices.Clip(bs) // shared with the cache from here on
+		}
+		s.noteRollups(p, gen, d, g, has, db)
 		return nil
 	})
-	return out, have, err
+	return db, err
 }
 
 // rawBuckets aggregates the raw points (disk and head) of g's series in
@@ -684,7 +676,7 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 			// chunks (cached); the head's windows, merged with what is
 			// written of them, from raw points below.
 			if p := s.parts.get(tierRaw, d); p != nil {
-				if db, _, err = s.openDayHours(g, p, d); err != nil {
+				if db, err = s.openDayHours(g, p, d); err != nil {
 					return err
 				}
 			}

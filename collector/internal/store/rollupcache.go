@@ -48,29 +48,29 @@ func (c *rollupCache) forget(p *partition) {
 	c.c.drop(func(k rollupKey) bool { return k.p == p })
 }
 
-// cachedRollups appends to db the buckets of g's series at base in p (at
-// generation gen) when the cache knows all of them, and reports whether
-// it did and whether the group has blocks there. db is left alone on a
-// miss.
-func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs, db dayBuckets) (hit, has bool) {
+// cachedRollups returns the buckets of g's series at base in p (at
+// generation gen) when the cache knows all of them: nil when the group
+// has no blocks there. hit is false on a miss.
+func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs) (db dayBuckets, hit bool) {
 	c := s.rollups
 	if !c.enabled() {
-		return false, false
+		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ge, ok := c.c.get(rollupKey{p: p, gen: gen, base: base, id: g.gid, group: true})
 	if !ok {
-		return false, false
+		return nil, false
 	}
 	if !ge.has {
-		return true, false
+		return nil, true
 	}
 	for _, id := range g.ids {
 		if !c.c.has(rollupKey{p: p, gen: gen, base: base, id: id}) {
-			return false, false
+			return nil, false
 		}
 	}
+	db = make(dayBuckets, len(g.ids))
 	for _, id := range g.ids {
 		e, _ := c.c.get(rollupKey{p: p, gen: gen, base: base, id: id})
 		if len(e.bs) == 0 {
@@ -80,7 +80,7 @@ func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs,
 		// head) copies instead of writing into the cached array.
 		db[id] = slices.Clip(e.bs)
 	}
-	return true, true
+	return db, true
 }
 
 // noteRollups records what a read found at base in p: whether g has
@@ -110,15 +110,17 @@ func (s *Store) cachedDays(p *partition, g groupRefs, first, last, step int64) (
 		return nil, false
 	}
 	gen := p.gen.Load()
-	out := map[int64]dayBuckets{}
+	var out map[int64]dayBuckets
 	for base := first; base <= last; base += step {
-		db := dayBuckets{}
-		hit, has := s.cachedRollups(p, gen, base, g, db)
+		db, hit := s.cachedRollups(p, gen, base, g)
 		if !hit {
 			s.m.rollupMisses.Inc()
 			return nil, false
 		}
-		if has {
+		if db != nil {
+			if out == nil {
+				out = map[int64]dayBuckets{}
+			}
 			out[base] = db
 		}
 	}
