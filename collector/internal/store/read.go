@@ -142,20 +142,20 @@ type windowSrc struct {
 // [from, to], ascending. The head is listed before the disk, so that a
 // window the writer moves from one to the other meanwhile is seen on disk.
 func (s *Store) rawWindows(gid uint32, from, to int64) ([]windowSrc, error) {
-	return s.rawWindowsExcept(gid, from, to, nil)
+	return s.listWindows(gid, from, to, false)
 }
 
-// rawWindowsExcept is rawWindows without looking on disk in the raw
-// partitions whose start skip reports (their windows in the head are
-// still listed).
-func (s *Store) rawWindowsExcept(gid uint32, from, to int64, skip func(start int64) bool) ([]windowSrc, error) {
+// listWindows is rawWindows, or with headOnly only the head's windows
+// (each with its raw partition, when it has one).
+func (s *Store) listWindows(gid uint32, from, to int64, headOnly bool) ([]windowSrc, error) {
 	win := int64(s.opts.Window)
 	inHead := s.head.starts(gid, win, from, to)
 	var out []windowSrc
-	for _, p := range s.parts.list(tierRaw, from, to) {
-		if skip != nil && skip(p.start) {
-			continue
-		}
+	var parts []*partition
+	if !headOnly {
+		parts = s.parts.list(tierRaw, from, to)
+	}
+	for _, p := range parts {
 		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
 			c := b.Cursor()
 			for start := seekFrom(from, p.start, win); start < p.end && start <= to; start += win {
@@ -615,11 +615,7 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 	// day's written windows are in its rollups, an open day's are found
 	// by openDayHours, so no raw partition is looked at here.
 	hourly := res == int64(time.Hour) && s.parts.period[tierRaw] == int64(day)
-	var skip func(int64) bool
-	if hourly {
-		skip = func(int64) bool { return true }
-	}
-	rawWins, err := s.rawWindowsExcept(g.gid, from, to, skip)
+	rawWins, err := s.listWindows(g.gid, from, to, hourly)
 	if err != nil {
 		return err
 	}
