@@ -41,5 +41,11 @@
 // binaries are missing. The data set is protocols/sim's city: -stations
 // stations (1,000 × -scale), each with five air-quality fields and a noise
 // level every -interval, a traffic counter on every third, over -days days
-// ending at the current minute.
+// ending at the current minute (or at -end).
+//
+// With -query-only it skips ingest and only times the queries, on the data
+// directories a run with -keep -dir DIR left: give the same -dir, -scale,
+// -days and -interval, and that run's end (the data set's "to") as -end.
+// Query latency moves from run to run more than the other figures; this
+// repeats the query phase in under a minute.
 package main

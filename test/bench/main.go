@@ -36,6 +36,8 @@ type config struct {
 	keep      bool
 	workDir   string
 	noInstall bool
+	end       string // RFC 3339; empty: the current minute
+	queryOnly bool
 }
 
 func main() {
@@ -50,7 +52,13 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directories")
 	flag.StringVar(&cfg.workDir, "dir", "", "directory for data and binaries; empty makes a temporary one")
 	flag.BoolVar(&cfg.noInstall, "no-install", false, "do not apt-get install missing peers (skip them instead)")
+	flag.StringVar(&cfg.end, "end", "", "last minute of the data set, RFC 3339 (empty: the current minute)")
+	flag.BoolVar(&cfg.queryOnly, "query-only", false, "only time the queries, on the data a run with -keep left in -dir (give its -end, printed as the data set's end)")
 	flag.Parse()
+	if cfg.queryOnly && (cfg.workDir == "" || cfg.end == "") {
+		fmt.Fprintln(os.Stderr, "bench: -query-only needs -dir and -end of a run kept with -keep")
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,10 +78,17 @@ type dataset struct {
 	from, to time.Time // first and last tick
 }
 
-func newDataset(cfg config) *dataset {
+func newDataset(cfg config) (*dataset, error) {
 	stations := max(1, int(math.Round(1000*cfg.scale)))
 	ticks := int(time.Duration(cfg.days) * 24 * time.Hour / cfg.interval)
 	end := time.Now().UTC().Truncate(time.Minute)
+	if cfg.end != "" {
+		t, err := time.Parse(time.RFC3339, cfg.end)
+		if err != nil {
+			return nil, fmt.Errorf("-end: %w", err)
+		}
+		end = t.UTC().Truncate(time.Minute)
+	}
 	start := end.Add(-time.Duration(ticks-1) * cfg.interval)
 	ds := &dataset{
 		params: sim.Params{Stations: stations, Seed: 1, Interval: cfg.interval, Start: start},
@@ -88,7 +103,7 @@ func newDataset(cfg config) *dataset {
 			ds.lines++
 		}
 	}
-	return ds
+	return ds, nil
 }
 
 // body is the line protocol of one tick (every station), ns precision.
@@ -157,11 +172,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		}
 	}
 	log.Info("generating the data set", "stations", int(math.Round(1000*cfg.scale)), "days", cfg.days, "interval", cfg.interval)
-	ds := newDataset(cfg)
+	ds, err := newDataset(cfg)
+	if err != nil {
+		return err
+	}
 	log.Info("data set", "ticks", ds.ticks, "lines", ds.lines, "values", ds.values, "from", ds.from, "to", ds.to)
 
 	var results []result
 	for _, sys := range systems {
+		if cfg.queryOnly {
+			results = append(results, result{name: sys.name()})
+			continue
+		}
 		dir := filepath.Join(work, sys.name())
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return err
@@ -553,6 +575,9 @@ func report(out io.Writer, cfg config, ds *dataset, results []result) {
 		{"Q1 hourly mean, 1 station", func(r *result) (float64, bool) { return ms(r.queries[0]), r.queryErrors[0] == "" }, "ms"},
 		{"Q2 latest, every station", func(r *result) (float64, bool) { return ms(r.queries[1]), r.queryErrors[1] == "" }, "ms"},
 		{"Q3 daily max per district", func(r *result) (float64, bool) { return ms(r.queries[2]), r.queryErrors[2] == "" }, "ms"},
+	}
+	if cfg.queryOnly { // nothing was ingested: only the queries have figures
+		rows = slices.DeleteFunc(rows, func(rw row) bool { return rw.unit != "ms" })
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "\t")

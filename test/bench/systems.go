@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -103,8 +104,15 @@ func (*citysense) name() string { return "CitySense" }
 func (c *citysense) start(ctx context.Context, dir string) (*proc, error) {
 	data := filepath.Join(dir, "data")
 	if c.token == "" {
-		out, err := exec.CommandContext(ctx, c.bin, "token", "add", "bench", "--data-dir", data).Output()
+		// A name of its own: a -query-only run starts on a kept store
+		// that already has the first run's token.
+		name := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		out, err := exec.CommandContext(ctx, c.bin, "token", "add", name, "--data-dir", data).Output()
 		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%w: %s", err, lastLines(ee.Stderr, 3))
+			}
 			return nil, fmt.Errorf("issue a write token: %w", err)
 		}
 		c.token = strings.TrimSpace(string(out))
