@@ -32,7 +32,9 @@
 //   - query latency: median wall-clock time of each query over -runs runs
 //     (31 by default: a query of a few hundred µs on loopback varies by
 //     ±30% from one request to the next here, so the median of 15 moved
-//     by 20% between runs) after two warm-up runs, HTTP included. Timed
+//     by 20% between runs) after two warm-up runs, HTTP included, from
+//     the request to the answer's last byte (the bench's own check of the
+//     answer, a JSON decode, is not timed). Timed
 //     one system after the other, the same server's median moved from
 //     0.30 to 0.53 ms within a minute: that drift is why they interleave.
 //

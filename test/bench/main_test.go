@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestPermutations: every order of n systems once, and within them each
@@ -36,5 +37,26 @@ func TestPermutations(t *testing.T) {
 				t.Fatalf("n=%d: %v follows %d times, 0→1 %d times", n, pair, k, after[[2]int{0, 1}])
 			}
 		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var d []time.Duration
+	for i := range 31 {
+		d = append(d, time.Duration(i+1)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0, time.Millisecond}, {0.25, 9 * time.Millisecond}, {0.5, 16 * time.Millisecond}, {1, 31 * time.Millisecond}} {
+		if got := quantile(d, c.q); got != c.want {
+			t.Errorf("quantile(1..31 ms, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := quantile(d[:2], 0.5); got != 2*time.Millisecond {
+		t.Errorf("median of two = %v, want the upper, as len/2 picks", got)
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("quantile(nil) = %v", got)
 	}
 }
