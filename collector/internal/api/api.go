@@ -135,6 +135,7 @@ type API struct {
 	stopOnce    sync.Once
 	limiter     *limiter
 	rateLimited *metrics.Counter
+	requests    sync.Map // routeCode → *metrics.Counter
 
 	writeSlots        chan struct{} // one per write request being processed
 	writePoints       *metrics.Counter
@@ -301,7 +302,7 @@ func writable(path string) bool {
 
 // ServeHTTP applies the limits common to every endpoint and dispatches.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header()["X-Content-Type-Options"] = hdrNosniff
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK, head: r.Method == http.MethodHead}
 	if public(r.URL.Path) {
 		if !a.servePublic(sw, r) {
@@ -320,18 +321,41 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.count("other", http.StatusMethodNotAllowed)
 		return
 	}
-	_, pattern := a.mux.Handler(r)
 	a.mux.ServeHTTP(sw, r)
+	// The mux records the pattern it matched on r itself.
+	pattern := r.Pattern
 	if pattern == "" {
 		pattern = "other"
 	}
 	a.count(pattern, sw.code)
 }
 
+// Header values every answer of a kind carries, shared read-only so that
+// a request does not allocate them (keys set with them must be in
+// canonical form; Set and Add never write into a slice they did not make).
+var (
+	hdrNosniff   = []string{"nosniff"}
+	hdrAnyOrigin = []string{"*"}
+	hdrExposed   = []string{"ETag, Retry-After, Content-Disposition"}
+	hdrJSON      = []string{"application/json"}
+	hdrPublic10s = []string{"public, max-age=10"}
+)
+
+type routeCode struct {
+	route string
+	code  int
+}
+
 func (a *API) count(route string, code int) {
 	// Routes are the mux's fixed patterns, never raw paths, so the number
-	// of series stays bounded whatever clients send.
-	a.set.GetOrCreateCounter(`citysense_api_requests_total{route="` + route + `",code="` + strconv.Itoa(code) + `"}`).Inc()
+	// of series stays bounded whatever clients send. The counters are
+	// kept by route and code, so that a request builds no name.
+	k := routeCode{route, code}
+	c, ok := a.requests.Load(k)
+	if !ok {
+		c, _ = a.requests.LoadOrStore(k, a.set.GetOrCreateCounter(`citysense_api_requests_total{route="`+route+`",code="`+strconv.Itoa(code)+`"}`))
+	}
+	c.(*metrics.Counter).Inc()
 }
 
 // statusWriter records the status for the request counter and drops the
@@ -459,9 +483,19 @@ func appendFloat(b []byte, f float64) []byte {
 	return b
 }
 
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it (HTML-safe: < > & as \u escapes). Tag values are nearly
+// always plain ASCII, which is copied as it is.
 func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // station GeoJSON, as in docs/contracts-skeleton.md.

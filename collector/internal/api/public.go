@@ -135,8 +135,8 @@ func (a *API) servePublic(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	// Anyone may read the public API from a page on any origin; it carries
 	// no credentials, so the wildcard is safe.
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "ETag, Retry-After, Content-Disposition")
+	h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+	h["Access-Control-Expose-Headers"] = hdrExposed
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "If-None-Match, Accept, Last-Event-ID")

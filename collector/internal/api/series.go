@@ -230,8 +230,9 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 		a.queryError(w, r, err)
 		return
 	}
+	defer res.Release() // written below and dropped
 	h := w.Header()
-	h.Set("Cache-Control", "public, max-age=10")
+	h["Cache-Control"] = hdrPublic10s
 	nextCursor := ""
 	if next != nil {
 		nextCursor = encodeCursor(next)
@@ -245,7 +246,7 @@ func (a *API) series(w http.ResponseWriter, r *http.Request) {
 		writeCSV(w, res, rfc3339, a.log)
 		return
 	}
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = hdrJSON
 	writeSeriesJSON(w, res, rfc3339, nextCursor, a.log)
 }
 

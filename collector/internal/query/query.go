@@ -272,9 +272,14 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 	first, last := floorTo(req.From, step), floorTo(req.To, step)
 	nb := (last-first)/step + 1
 	groups, groupOf := groupRefs(refs, req.GroupBy)
-	rank := make([]int, len(refs))
-	for r, i := range byKey(refs) {
-		rank[i] = r
+	// rank orders series by key, for first and last between equal times.
+	// Without group_by every series is its own group, in key order.
+	rank := groupOf
+	if len(req.GroupBy) > 0 {
+		rank = make([]int, len(refs))
+		for r, i := range byKey(refs) {
+			rank[i] = r
+		}
 	}
 	if nb > int64(maxPoints) || nb*int64(len(groups)) > int64(maxPoints) {
 		return Result{}, fmt.Errorf("query: the answer would hold up to %d points (%d buckets × %d series), more than %d; narrow from/to, raise step or select fewer series: %w",
@@ -330,7 +335,7 @@ func (e *Engine) series(ctx context.Context, req Request) (Result, error) {
 		accs.inOrder(g, func(k int64, a *acc) {
 			if v, ok := a.value(req.Agg); ok {
 				if s.Points == nil {
-					s = Series{Measurement: grp.measurement, Field: grp.field, Tags: grp.tags, Points: make([]Point, 0, accs.count(g))}
+					s = Series{Measurement: grp.measurement, Field: grp.field, Tags: grp.tags, Points: getPoints(accs.count(g))}
 				}
 				s.Points = append(s.Points, Point{Time: first + k*step, Value: v})
 			}
@@ -444,7 +449,10 @@ func groupRefs(refs []store.SeriesRef, groupBy []string) ([]group, []int) {
 		groups := make([]group, len(refs))
 		for i := range refs {
 			r := &refs[i]
-			groups[i] = group{measurement: r.Measurement, field: r.Field, tags: r.Tags, key: r.Key()}
+			groups[i] = group{measurement: r.Measurement, field: r.Field, tags: r.Tags}
+			if len(refs) > 1 { // the key only sorts
+				groups[i].key = r.Key()
+			}
 		}
 		order := make([]int, len(refs))
 		for i := range order {

@@ -540,3 +540,44 @@ func TestEngine_RawPage_matchesSeries(t *testing.T) {
 		t.Errorf("limit 0: %v, want ErrBadRequest", err)
 	}
 }
+
+// Released answers' point slices are reused: every query after a Release
+// still answers exactly what a fresh engine would, and Release empties the
+// answer it was called on.
+func TestResult_Release(t *testing.T) {
+	f := sharedFixture(t)
+	h := int64(time.Hour)
+	from, to := t0.UnixNano(), t0.UnixNano()+60*h
+	reused := 0
+	var prev *Point
+	for round := range 3 {
+		for _, st := range []string{"s0001", "s0002", "s0003"} {
+			for _, agg := range []Agg{AggMean, AggMax, AggCount} {
+				req := Request{Measurement: "air", Field: "pm25", Matchers: []store.Matcher{store.MustMatcher("station", store.MatchEqual, st)},
+					From: from, To: to, Step: time.Hour, Agg: agg}
+				got, err := f.eng.Series(context.Background(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := seriesClose(got.Series, f.expect(req)); diff != "" {
+					t.Fatalf("round %d, %s %s: %s", round, st, agg, diff)
+				}
+				if len(got.Series) != 1 || len(got.Series[0].Points) < 50 {
+					t.Fatalf("round %d: %d series, want one of 60 hours", round, len(got.Series))
+				}
+				if first := &got.Series[0].Points[0]; first == prev {
+					reused++
+				} else {
+					prev = first
+				}
+				got.Release()
+				if got.Series != nil {
+					t.Fatalf("Release left %d series", len(got.Series))
+				}
+			}
+		}
+	}
+	if reused == 0 {
+		t.Error("no point slice ever came back to the pool")
+	}
+}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -193,7 +192,7 @@ func (s *Store) listWindows(gid uint32, from, to int64, headOnly bool) ([]window
 // is read before the disk: a window the writer moves from head to disk in
 // between is then read twice (and merged, the copies being equal) rather
 // than not at all.
-func (s *Store) readWindows(ctx context.Context, gid uint32, ids []uint32, wins []windowSrc, fn func(start int64, id uint32, c *column) error) error {
+func (s *Store) readWindows(ctx context.Context, gid uint32, ids []uint32, wins []windowSrc, fn func(start int64, k int, c *column) error) error {
 	period := s.parts.period[tierRaw]
 	samePart := func(a, b windowSrc) bool {
 		if a.part != nil || b.part != nil {
@@ -239,7 +238,7 @@ func (s *Store) readWindows(ctx context.Context, gid uint32, ids []uint32, wins 
 		}
 		for k, w := range run {
 			head := heads[k]
-			for _, id := range ids {
+			for j, id := range ids {
 				streams := disk[k].chunk(id)
 				hc := head[id]
 				if streams == nil && hc == nil {
@@ -255,7 +254,7 @@ func (s *Store) readWindows(ctx context.Context, gid uint32, ids []uint32, wins 
 						c = mergeColumns(&scratch, hc)
 					}
 				}
-				if err := fn(w.start, id, c); err != nil {
+				if err := fn(w.start, j, c); err != nil {
 					return err
 				}
 			}
@@ -329,11 +328,7 @@ func (s *Store) ReadRaw(ctx context.Context, refs []SeriesRef, from, to int64, f
 		if err != nil {
 			return err
 		}
-		pos := make(map[uint32]int, len(g.ids))
-		for k, id := range g.ids {
-			pos[id] = g.idx[k]
-		}
-		err = s.readWindows(ctx, g.gid, g.ids, wins, func(_ int64, id uint32, c *column) error {
+		err = s.readWindows(ctx, g.gid, g.ids, wins, func(_ int64, k int, c *column) error {
 			sl := c.slice(from, to)
 			if sl.len() == 0 {
 				return nil
@@ -342,7 +337,7 @@ func (s *Store) ReadRaw(ctx context.Context, refs []SeriesRef, from, to int64, f
 			for j, t := range sl.ts {
 				buf = append(buf, Sample{Time: t, Value: sl.value(j)})
 			}
-			return fn(pos[id], buf)
+			return fn(g.idx[k], buf)
 		})
 		if err != nil {
 			return err
@@ -375,11 +370,12 @@ func (s *Store) Latest(ctx context.Context, refs []SeriesRef, from, at int64, fn
 		// answered, so a quiet station costs a few more windows, not all.
 		for len(wins) > 0 && len(remaining) > 0 {
 			found := map[uint32]bool{}
-			err := s.readWindows(ctx, g.gid, remaining, wins[:1], func(_ int64, id uint32, c *column) error {
+			err := s.readWindows(ctx, g.gid, remaining, wins[:1], func(_ int64, k int, c *column) error {
 				sl := c.slice(from, at)
 				if sl.len() == 0 {
 					return nil
 				}
+				id := remaining[k]
 				found[id] = true
 				last := sl.len() - 1
 				return fn(pos[id], Sample{Time: sl.ts[last], Value: sl.value(last)})
@@ -421,13 +417,18 @@ func (s *Store) ReadRollups(ctx context.Context, refs []SeriesRef, res time.Dura
 	return nil
 }
 
-// dayBuckets collects one day's buckets per series before they are passed
-// on.
-type dayBuckets map[uint32][]Bucket
+// dayBuckets collects one day's buckets of a group's series before they
+// are passed on: db[k] are those of the group's ids[k]. (A slice, not a
+// map by id: a map for each day of a one-station chart was most of what
+// the read allocated, and allocating is what a request on a core that
+// idled before it pays for most.)
+type dayBuckets [][]Bucket
+
+func newDayBuckets(g groupRefs) dayBuckets { return make(dayBuckets, len(g.ids)) }
 
 func (db dayBuckets) emit(g groupRefs, from, to int64, fn func(i int, bs []Bucket) error) error {
-	for k, id := range g.ids {
-		bs := db[id]
+	for k := range g.ids {
+		bs := db[k]
 		lo, _ := slices.BinarySearchFunc(bs, from, func(b Bucket, t int64) int { return cmpInt(b.Start, t) })
 		hi, found := slices.BinarySearchFunc(bs, to, func(b Bucket, t int64) int { return cmpInt(b.Start, t) })
 		if found {
@@ -451,8 +452,7 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 		first := seekFrom(from, p.start, int64(day))
 		// All of the file's days from the rollup cache, or one read
 		// transaction for all of them.
-		if days, ok := s.cachedDays(p, g, first, min(p.end-1, to), int64(day)); ok {
-			maps.Copy(out, days)
+		if s.cachedDays(p, g, first, min(p.end-1, to), int64(day), out) {
 			continue
 		}
 		err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
@@ -462,7 +462,7 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 					s.noteRollups(p, gen, d, g, false, nil)
 					continue
 				}
-				db := dayBuckets{}
+				db := newDayBuckets(g)
 				if err := s.decodeRollups(p, gen, blocks, g, d, res, 0, db); err != nil {
 					return err
 				}
@@ -484,12 +484,12 @@ func (s *Store) readTierDays(t tier, g groupRefs, from, to, res int64) (map[int6
 // The series' new buckets also go to the rollup cache, with the fact that
 // the group has blocks at base.
 func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g groupRefs, base, res int64, hint int, db dayBuckets) error {
-	var got map[uint32][]Bucket
+	var got dayBuckets
 	if s.rollups.enabled() {
-		got = make(map[uint32][]Bucket, len(g.ids))
+		got = newDayBuckets(g)
 	}
-	err := s.eachChunk(p, gen, blocks, g.ids, func(id uint32, streams [][]byte) error {
-		bs := db[id]
+	err := s.eachChunk(p, gen, blocks, g.ids, func(k int, streams [][]byte) error {
+		bs := db[k]
 		if bs == nil && hint > 0 {
 			bs = make([]Bucket, 0, hint)
 		}
@@ -498,9 +498,9 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 		if err != nil {
 			return err
 		}
-		db[id] = bs
+		db[k] = bs
 		if got != nil {
-			got[id] = slices.Clone(bs[n:])
+			got[k] = slices.Clone(bs[n:])
 		}
 		return nil
 	})
@@ -513,13 +513,14 @@ func (s *Store) decodeRollups(p *partition, gen uint64, blocks []blockRef, g gro
 	return nil
 }
 
-// eachChunk calls fn with the streams of each of ids (ascending) that has
-// a chunk in blocks (those of one group and start in p, read at generation
-// gen), reading each block once through the block cache.
-func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uint32, fn func(id uint32, streams [][]byte) error) error {
+// eachChunk calls fn with the streams of each of ids (ascending; k is the
+// position in them) that has a chunk in blocks (those of one group and
+// start in p, read at generation gen), reading each block once through the
+// block cache.
+func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uint32, fn func(k int, streams [][]byte) error) error {
 	cur, curBlk := -1, (*block)(nil)
 	var streams [][]byte
-	for _, id := range ids {
+	for k, id := range ids {
 		i := blockFor(blocks, id)
 		if i != cur {
 			blk, err := s.readBlock(p, gen, blocks[i].key, blocks[i].val)
@@ -532,7 +533,7 @@ func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uin
 		if streams, ok = curBlk.chunkInto(id, streams); !ok {
 			continue
 		}
-		if err := fn(id, streams); err != nil {
+		if err := fn(k, streams); err != nil {
 			return fmt.Errorf("series %d in block %x: %w", id, blocks[i].key, err)
 		}
 	}
@@ -547,12 +548,12 @@ func (s *Store) eachChunk(p *partition, gen uint64, blocks []blockRef, ids []uin
 // chart of today read again decodes nothing; a write to the day's file
 // changes its generation and with it every key.
 func (s *Store) openDayHours(g groupRefs, p *partition, d int64) (dayBuckets, error) {
-	if db, ok := s.cachedDays(p, g, d, d, int64(day)); ok {
-		return db[d], nil
+	if db, ok := s.cachedDay(p, g, d); ok {
+		return db, nil
 	}
 	win, hour := int64(s.opts.Window), int64(time.Hour)
 	hint := int(int64(day) / hour)
-	db := dayBuckets{}
+	db := newDayBuckets(g)
 	var scratch column
 	err := s.parts.view(p, func(b *bolt.Bucket, gen uint64) error {
 		has := false
@@ -562,23 +563,23 @@ func (s *Store) openDayHours(g groupRefs, p *partition, d int64) (dayBuckets, er
 				continue
 			}
 			has = true
-			err := s.eachChunk(p, gen, blocks, g.ids, func(id uint32, streams [][]byte) error {
+			err := s.eachChunk(p, gen, blocks, g.ids, func(k int, streams [][]byte) error {
 				if err := decodeChunk(streams, start, &scratch); err != nil {
 					return err
 				}
-				bs := db[id]
+				bs := db[k]
 				if bs == nil {
 					bs = make([]Bucket, 0, hint)
 				}
-				db[id] = appendBuckets(bs, &scratch, hour)
+				db[k] = appendBuckets(bs, &scratch, hour)
 				return nil
 			})
 			if err != nil {
 				return err
 			}
 		}
-		for id, bs := range db {
-			db[id] = slices.Clip(bs) // shared with the cache from here on
+		for k, bs := range db {
+			db[k] = slices.Clip(bs) // shared with the cache from here on
 		}
 		s.noteRollups(p, gen, d, g, has, db)
 		return nil
@@ -593,12 +594,12 @@ func (s *Store) rawBuckets(ctx context.Context, g groupRefs, wins []windowSrc, r
 	// A window that has no samples of a series leaves its buckets alone:
 	// the head never deletes points.
 	var fresh []Bucket
-	return s.readWindows(ctx, g.gid, g.ids, wins, func(start int64, id uint32, c *column) error {
+	return s.readWindows(ctx, g.gid, g.ids, wins, func(start int64, k int, c *column) error {
 		fresh = appendBuckets(fresh[:0], c, res)
-		if old := db[id]; len(old) == 0 || old[len(old)-1].Start < start {
-			db[id] = append(old, fresh...) // the usual case: windows in order
+		if old := db[k]; len(old) == 0 || old[len(old)-1].Start < start {
+			db[k] = append(old, fresh...) // the usual case: windows in order
 		} else {
-			db[id] = replaceBuckets(old, fresh, start, start+win)
+			db[k] = replaceBuckets(old, fresh, start, start+win)
 		}
 		return nil
 	})
@@ -678,7 +679,7 @@ func (s *Store) readRollups(ctx context.Context, g groupRefs, res, from, to int6
 			}
 		}
 		if db == nil {
-			db = dayBuckets{}
+			db = newDayBuckets(g)
 		}
 		if err := s.rawBuckets(ctx, g, wins, res, db); err != nil {
 			return err

@@ -70,23 +70,23 @@ func (s *Store) cachedRollups(p *partition, gen uint64, base int64, g groupRefs)
 			return nil, false
 		}
 	}
-	db = make(dayBuckets, len(g.ids))
-	for _, id := range g.ids {
+	db = newDayBuckets(g)
+	for k, id := range g.ids {
 		e, _ := c.c.get(rollupKey{p: p, gen: gen, base: base, id: id})
 		if len(e.bs) == 0 {
 			continue
 		}
 		// Clipped, so that a caller appending (late points from the
 		// head) copies instead of writing into the cached array.
-		db[id] = slices.Clip(e.bs)
+		db[k] = slices.Clip(e.bs)
 	}
 	return db, true
 }
 
 // noteRollups records what a read found at base in p: whether g has
-// blocks there and, for each of g's series, its decoded buckets (got maps
-// a series to them; a series missing from got has no chunk there).
-func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, has bool, got map[uint32][]Bucket) {
+// blocks there and, for each of g's series, its decoded buckets (got[k]
+// are those of g.ids[k]; empty when it has no chunk there).
+func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, has bool, got dayBuckets) {
 	c := s.rollups
 	if !c.enabled() {
 		return
@@ -97,33 +97,48 @@ func (s *Store) noteRollups(p *partition, gen uint64, base int64, g groupRefs, h
 	if !has {
 		return
 	}
-	for _, id := range g.ids {
-		c.c.put(rollupKey{p: p, gen: gen, base: base, id: id}, rollupEntry{bs: got[id]})
+	for k, id := range g.ids {
+		c.c.put(rollupKey{p: p, gen: gen, base: base, id: id}, rollupEntry{bs: got[k]})
 	}
 }
 
-// cachedDays returns, by start, the buckets of g's series at every start
-// from first to last (step apart) in p that has blocks, when the rollup
-// cache knows all of them at p's current generation.
-func (s *Store) cachedDays(p *partition, g groupRefs, first, last, step int64) (map[int64]dayBuckets, bool) {
+// cachedDays puts into out, by start, the buckets of g's series at every
+// start from first to last (step apart) in p that has blocks, when the
+// rollup cache knows all of them at p's current generation; on a miss it
+// leaves out as it was and returns false.
+func (s *Store) cachedDays(p *partition, g groupRefs, first, last, step int64, out map[int64]dayBuckets) bool {
 	if !s.rollups.enabled() {
-		return nil, false
+		return false
 	}
 	gen := p.gen.Load()
-	var out map[int64]dayBuckets
 	for base := first; base <= last; base += step {
 		db, hit := s.cachedRollups(p, gen, base, g)
 		if !hit {
+			for b := first; b < base; b += step {
+				delete(out, b)
+			}
 			s.m.rollupMisses.Inc()
-			return nil, false
+			return false
 		}
 		if db != nil {
-			if out == nil {
-				out = map[int64]dayBuckets{}
-			}
 			out[base] = db
 		}
 	}
 	s.m.rollupHits.Inc()
-	return out, true
+	return true
+}
+
+// cachedDay is cachedDays for the one day at d: nil and true when the
+// group has no blocks there.
+func (s *Store) cachedDay(p *partition, g groupRefs, d int64) (dayBuckets, bool) {
+	if !s.rollups.enabled() {
+		return nil, false
+	}
+	db, hit := s.cachedRollups(p, p.gen.Load(), d, g)
+	if hit {
+		s.m.rollupHits.Inc()
+	} else {
+		s.m.rollupMisses.Inc()
+	}
+	return db, hit
 }
