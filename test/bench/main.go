@@ -181,6 +181,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	var results []result
 	for _, sys := range systems {
 		if cfg.queryOnly {
+			// A missing directory would start an empty server and wait
+			// minutes for data that never comes.
+			if _, err := os.Stat(filepath.Join(work, sys.name(), "data")); err != nil {
+				return fmt.Errorf("%s: no kept data in %s (run once with -keep -dir %s): %w", sys.name(), work, work, err)
+			}
 			results = append(results, result{name: sys.name()})
 			continue
 		}
