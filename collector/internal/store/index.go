@@ -249,9 +249,13 @@ func (ix *index) resolve(p *protocols.Point, key []byte) (*tagSet, []byte) {
 }
 
 // field returns field f of the point whose tag set is ts, creating the
-// series when new. ix.mu must be held for writing; the pointer is valid
-// until the next call.
-func (ix *index) field(ts *tagSet, p *protocols.Point, f string) *fieldRef {
+// series when new; j is f's position in the point, where a writer that
+// sends its fields in the same order each time finds it at once. ix.mu
+// must be held for writing; the pointer is valid until the next call.
+func (ix *index) field(ts *tagSet, p *protocols.Point, j int, f string) *fieldRef {
+	if j < len(ts.fields) && ts.fields[j].field == f {
+		return &ts.fields[j]
+	}
 	for i := range ts.fields {
 		if ts.fields[i].field == f {
 			return &ts.fields[i]

@@ -370,8 +370,8 @@ func (s *Store) append(pts []protocols.Point, now time.Time, cutoff int64, tk *t
 			w.addTicket(tk)
 		}
 		w.last = now
-		for _, f := range p.Fields {
-			fr := ix.field(ts, p, f.Key)
+		for j, f := range p.Fields {
+			fr := ix.field(ts, p, j, f.Key)
 			if fr.win != w.seq {
 				fr.win, fr.hs = w.seq, w.series(h, fr.id, fr.gid)
 			}
