@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
@@ -136,37 +137,54 @@ func BenchmarkAPI_stations10k(b *testing.B) {
 	b.ReportMetric(float64(len(snap.body)), "json-bytes")
 }
 
-// BenchmarkAPI_seriesYearHourly is the one-year request: a year of
-// hourly means of one station's pm25 (written every 10 minutes), through
-// the HTTP handler. It reports the median latency.
-func BenchmarkAPI_seriesYearHourly(b *testing.B) {
+// filledStore opens a store that keeps everything (on the tests' clock
+// when clocked, so that its last day is open) and writes the points of
+// gen into it, 5,000 at a time, then flushes.
+func filledStore(b *testing.B, clocked bool, gen iter.Seq[protocols.Point]) *store.Store {
 	opts := store.DefaultOptions()
 	opts.Retention = store.Retention{}
+	if clocked {
+		opts.Now = func() time.Time { return now }
+	}
 	st, err := store.OpenDir(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	end := now.Add(-time.Hour).Truncate(time.Hour)
-	start := end.AddDate(-1, 0, 0)
-	tags := []protocols.Tag{{Key: "district", Value: "d01"}, {Key: "station", Value: "s0001"}}
 	var pts []protocols.Point
-	for ts, k := start, 0; ts.Before(end); ts, k = ts.Add(10*time.Minute), k+1 {
-		pts = append(pts, protocols.Point{Measurement: "air", Tags: tags, Time: ts.UnixNano(),
-			Fields: []protocols.Field{{Key: "pm25", Value: protocols.Float(float64(k%200) / 4)}}})
-		if len(pts) == 5000 {
-			if _, err := st.Write(pts); err != nil {
-				b.Fatal(err)
-			}
-			pts = pts[:0]
+	write := func() {
+		if _, err := st.Write(pts); err != nil {
+			b.Fatal(err)
+		}
+		pts = pts[:0]
+	}
+	for p := range gen {
+		if pts = append(pts, p); len(pts) == 5000 {
+			write()
 		}
 	}
-	if _, err := st.Write(pts); err != nil {
-		b.Fatal(err)
-	}
+	write()
 	if err := st.Flush(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	return st
+}
+
+// BenchmarkAPI_seriesYearHourly is the one-year request: a year of
+// hourly means of one station's pm25 (written every 10 minutes), through
+// the HTTP handler. It reports the median latency.
+func BenchmarkAPI_seriesYearHourly(b *testing.B) {
+	end := now.Add(-time.Hour).Truncate(time.Hour)
+	start := end.AddDate(-1, 0, 0)
+	tags := []protocols.Tag{{Key: "district", Value: "d01"}, {Key: "station", Value: "s0001"}}
+	st := filledStore(b, false, func(yield func(protocols.Point) bool) {
+		for ts, k := start, 0; ts.Before(end); ts, k = ts.Add(10*time.Minute), k+1 {
+			if !yield(protocols.Point{Measurement: "air", Tags: tags, Time: ts.UnixNano(),
+				Fields: []protocols.Field{{Key: "pm25", Value: protocols.Float(float64(k%200) / 4)}}}) {
+				return
+			}
+		}
+	})
 	a := newTestAPI(b, Options{Store: st})
 	target := fmt.Sprintf("/api/v1/series?station=s0001&field=pm25&step=1h&agg=mean&from=%d&to=%d", start.Unix(), end.Unix())
 	rec := do(a, "GET", target)
@@ -203,38 +221,21 @@ func BenchmarkAPI_seriesYearHourly(b *testing.B) {
 // whole handler. The first request fills the rollup cache, as the bench's
 // warm-up requests do.
 func BenchmarkAPI_seriesQ1(b *testing.B) {
-	opts := store.DefaultOptions()
-	opts.Retention = store.Retention{}
-	opts.Now = func() time.Time { return now }
-	st, err := store.OpenDir(b.TempDir(), opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
 	end := now.Truncate(time.Minute)
 	start := end.Add(-3 * 24 * time.Hour).Add(time.Minute)
 	const stations = 20
-	var pts []protocols.Point
-	for ts, k := start, 0; !ts.After(end); ts, k = ts.Add(time.Minute), k+1 {
-		for s := range stations {
-			tags := []protocols.Tag{{Key: "district", Value: fmt.Sprintf("d%02d", s%5)}, {Key: "station", Value: fmt.Sprintf("s%04d", s+1)}}
-			v := float64((k*7+s*13)%400)/10 + 5 // one decimal
-			pts = append(pts, protocols.Point{Measurement: "air", Tags: tags, Time: ts.UnixNano(),
-				Fields: []protocols.Field{{Key: "pm25", Value: protocols.Float(v)}}})
-		}
-		if len(pts) >= 5000 {
-			if _, err := st.Write(pts); err != nil {
-				b.Fatal(err)
+	st := filledStore(b, true, func(yield func(protocols.Point) bool) {
+		for ts, k := start, 0; !ts.After(end); ts, k = ts.Add(time.Minute), k+1 {
+			for s := range stations {
+				tags := []protocols.Tag{{Key: "district", Value: fmt.Sprintf("d%02d", s%5)}, {Key: "station", Value: fmt.Sprintf("s%04d", s+1)}}
+				v := float64((k*7+s*13)%400)/10 + 5 // one decimal
+				if !yield(protocols.Point{Measurement: "air", Tags: tags, Time: ts.UnixNano(),
+					Fields: []protocols.Field{{Key: "pm25", Value: protocols.Float(v)}}}) {
+					return
+				}
 			}
-			pts = pts[:0]
 		}
-	}
-	if _, err := st.Write(pts); err != nil {
-		b.Fatal(err)
-	}
-	if err := st.Flush(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	})
 	a := newTestAPI(b, Options{Store: st})
 	target := fmt.Sprintf("/api/v1/series?measurement=air&field=pm25&station=s0001&step=1h&agg=mean&from=%d&to=%d", start.Unix(), end.Unix())
 	rec := do(a, "GET", target)
