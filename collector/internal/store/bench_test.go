@@ -98,7 +98,8 @@ func BenchmarkStore_append(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() }) // the last one opened
-	const ticks = 100 // within the first 2-hour window
+	// Within the first 2-hour window.
+	const ticks = 100
 	batches := make([][]protocols.Point, ticks)
 	values := 0
 	for i := range batches {
